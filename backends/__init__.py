@@ -1,0 +1,1 @@
+"""State backends shipped with assetry: ``memory``, ``sql`` and ``objectstore``."""

@@ -1,0 +1,390 @@
+"""Configuration and named connections.
+
+Resolution order: explicit arguments > environment (``ASSETRY_*``) > ``[tool.assetry]`` in
+the nearest ``pyproject.toml`` or an ``assetry.toml`` > defaults. Each resolved setting
+remembers where it came from (for ``assetry config show``). Secrets are masked in every
+repr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigurationError
+from .uri import mask_url
+from .values import DEFAULT_MAX_VALUE_BYTES
+
+__all__ = [
+    "DEFAULT_CONN_IDS",
+    "Connection",
+    "Settings",
+    "default_conn_id",
+    "find_config_file",
+    "get_connection",
+    "load_settings",
+    "redact",
+]
+
+#: The connection used for a scheme when none is named.
+DEFAULT_CONN_IDS: dict[str, str] = {
+    "s3": "aws_default",
+    "s3a": "aws_default",
+    "gs": "google_cloud_default",
+    "gcs": "google_cloud_default",
+    "az": "azure_default",
+    "abfs": "azure_default",
+    "abfss": "azure_default",
+    "postgresql": "postgres_default",
+    "postgres": "postgres_default",
+    "mysql": "mysql_default",
+    "mariadb": "mysql_default",
+}
+
+DEFAULT_STATE_PATH = Path(".assetry") / "state.db"
+
+_SECRET_RE = re.compile(r"pass|secret|token|key|credential|auth|sas", re.IGNORECASE)
+
+
+def default_conn_id(scheme: str) -> str | None:
+    """The default connection id of a URI scheme (``s3`` -> ``aws_default``)."""
+    return DEFAULT_CONN_IDS.get(scheme.lower().split("+", 1)[0])
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with secret-looking mapping entries and URL passwords masked."""
+    if isinstance(value, Mapping):
+        return {
+            k: ("***" if isinstance(k, str) and _SECRET_RE.search(k) and v else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    if isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+@dataclass(frozen=True, repr=False)
+class Connection:
+    """A named connection: a URI and/or options (credentials, endpoints).
+
+    For object storage the options are fsspec ``storage_options``; for databases they carry
+    ``login``, ``password``, ``host``, ``port``, ``database`` and driver options.
+    """
+
+    conn_id: str
+    uri: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, conn_id: str, text: str) -> Connection:
+        """Parse ``ASSETRY_CONN_<ID>``'s value: a JSON object or a URI."""
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(
+                    f"connection {conn_id!r} is not valid JSON ({exc.msg} at position {exc.pos})"
+                ) from None
+            if not isinstance(data, dict):
+                raise ConfigurationError(f"connection {conn_id!r} must be a JSON object")
+            return cls(conn_id, data.pop("uri", None), data)
+        if "://" not in text:
+            raise ConfigurationError(
+                f"connection {conn_id!r} must be a URI (scheme://...) or a JSON object"
+            )
+        return cls(conn_id, text, {})
+
+    def _uri_parts(self) -> dict[str, Any]:
+        if not self.uri:
+            return {}
+        parts = urlsplit(self.uri)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"connection {self.conn_id!r} has an invalid port") from None
+        out: dict[str, Any] = {
+            "login": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "host": parts.hostname,
+            "port": port,
+            "database": parts.path.lstrip("/") or None,
+        }
+        out.update(dict(parse_qsl(parts.query)))
+        return {k: v for k, v in out.items() if v is not None}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field from the options, falling back to the URI's parts."""
+        if name in self.options:
+            return self.options[name]
+        return self._uri_parts().get(name, default)
+
+    @property
+    def login(self) -> str | None:
+        return self.get("login") or self.get("user") or self.get("username")
+
+    @property
+    def password(self) -> str | None:
+        return self.get("password")
+
+    @property
+    def host(self) -> str | None:
+        return self.get("host")
+
+    @property
+    def port(self) -> int | None:
+        port = self.get("port")
+        return int(port) if port is not None else None
+
+    @property
+    def database(self) -> str | None:
+        return self.get("database") or self.get("schema")
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """fsspec storage options: the options, plus those a URI's query string carries."""
+        opts: dict[str, Any] = {}
+        if self.uri:
+            opts.update(dict(parse_qsl(urlsplit(self.uri).query)))
+        opts.update(self.options)
+        return opts
+
+    def __repr__(self) -> str:
+        uri = f", uri={mask_url(self.uri)!r}" if self.uri else ""
+        return f"Connection(conn_id={self.conn_id!r}{uri}, options={redact(dict(self.options))!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Resolved configuration; ``sources`` says where each setting came from."""
+
+    backend: str | None
+    backend_url: str | None
+    backend_options: Mapping[str, Any]
+    connections: Mapping[str, Connection]
+    max_value_bytes: int
+    auto_upgrade: bool
+    sources: Mapping[str, str]
+    config_file: Path | None = None
+
+    def __repr__(self) -> str:
+        url = mask_url(self.backend_url) if self.backend_url else None
+        return (
+            f"Settings(backend={self.backend!r}, backend_url={url!r}, "
+            f"backend_options={redact(dict(self.backend_options))!r}, "
+            f"connections={sorted(self.connections)!r}, max_value_bytes={self.max_value_bytes})"
+        )
+
+    def connection(self, conn_id: str) -> Connection | None:
+        """The connection called ``conn_id`` (ids are case-insensitive), or ``None``."""
+        return self.connections.get(conn_id.lower())
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(setting, masked value, source) rows for display."""
+        rows = [
+            ("backend", str(self.backend), self.sources.get("backend", "default")),
+            (
+                "backend_url",
+                mask_url(self.backend_url) if self.backend_url else "",
+                self.sources.get("backend_url", "default"),
+            ),
+            (
+                "backend_options",
+                json.dumps(redact(dict(self.backend_options))),
+                self.sources.get("backend_options", "default"),
+            ),
+            (
+                "max_value_bytes",
+                str(self.max_value_bytes),
+                self.sources.get("max_value_bytes", "default"),
+            ),
+            (
+                "auto_upgrade",
+                str(self.auto_upgrade).lower(),
+                self.sources.get("auto_upgrade", "default"),
+            ),
+        ]
+        for cid, conn in sorted(self.connections.items()):
+            rows.append((f"connection {cid}", repr(conn), self.sources.get(f"conn:{cid}", "?")))
+        return rows
+
+
+def find_config_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest ``assetry.toml``, or ``pyproject.toml`` with ``[tool.assetry]``, walking up."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "assetry.toml"
+        if candidate.is_file():
+            data = _read_toml(candidate)
+            return candidate, data.get("tool", {}).get("assetry", data)
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            table = _read_toml(candidate).get("tool", {}).get("assetry")
+            if table is not None:
+                return candidate, table
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _parse_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"{what} must be true or false, got {value!r}")
+
+
+def _parse_int(value: Any, what: str) -> int:
+    try:
+        result = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{what} must be a whole number, got {value!r}") from None
+    if result <= 0:
+        raise ConfigurationError(f"{what} must be positive, got {result}")
+    return result
+
+
+def load_settings(
+    *,
+    backend: str | None = None,
+    url: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    max_value_bytes: int | None = None,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve the configuration (arguments > environment > config file > defaults)."""
+    env = os.environ if environ is None else environ
+    found = find_config_file(cwd)
+    file_path, table = (found[0], found[1]) if found else (None, {})
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"[tool.assetry] in {file_path} must be a table")
+    known = {
+        "backend",
+        "backend_url",
+        "url",
+        "backend_options",
+        "connections",
+        "max_value_bytes",
+        "auto_upgrade",
+    }
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(sorted(unknown))} in {file_path}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    file_src = f"{file_path}" if file_path else "config file"
+    sources: dict[str, str] = {}
+
+    def pick(name: str, arg: Any, env_name: str, file_key: str | tuple[str, ...]) -> Any:
+        if arg is not None:
+            sources[name] = "argument"
+            return arg
+        if env.get(env_name):
+            sources[name] = f"environment {env_name}"
+            return env[env_name]
+        for key in (file_key,) if isinstance(file_key, str) else file_key:
+            if key in table:
+                sources[name] = file_src
+                return table[key]
+        sources[name] = "default"
+        return None
+
+    chosen_backend = pick("backend", backend, "ASSETRY_BACKEND", "backend")
+    chosen_url = pick("backend_url", url, "ASSETRY_BACKEND_URL", ("backend_url", "url"))
+    raw_max = pick("max_value_bytes", max_value_bytes, "ASSETRY_MAX_VALUE_BYTES", "max_value_bytes")
+    raw_upgrade = pick("auto_upgrade", None, "ASSETRY_AUTO_UPGRADE", "auto_upgrade")
+
+    backend_options: dict[str, Any] = {}
+    file_options = table.get("backend_options", {})
+    if not isinstance(file_options, dict):
+        raise ConfigurationError(f"backend_options in {file_path} must be a table")
+    if file_options:
+        backend_options.update(file_options)
+        sources["backend_options"] = file_src
+    if env.get("ASSETRY_BACKEND_OPTIONS"):
+        try:
+            env_options = json.loads(env["ASSETRY_BACKEND_OPTIONS"])
+        except json.JSONDecodeError:
+            raise ConfigurationError("ASSETRY_BACKEND_OPTIONS must be a JSON object") from None
+        if not isinstance(env_options, dict):
+            raise ConfigurationError("ASSETRY_BACKEND_OPTIONS must be a JSON object")
+        backend_options.update(env_options)
+        sources["backend_options"] = "environment ASSETRY_BACKEND_OPTIONS"
+    if options:
+        backend_options.update(options)
+        sources["backend_options"] = "argument"
+
+    if chosen_backend is not None and not isinstance(chosen_backend, str):
+        raise ConfigurationError(f"backend must be a name, got {chosen_backend!r}")
+    if chosen_url is not None and not isinstance(chosen_url, str):
+        raise ConfigurationError("backend_url must be a string")
+    if chosen_backend is None and chosen_url is None:
+        chosen_backend = "sql"
+        base = (cwd or Path.cwd()) / DEFAULT_STATE_PATH
+        chosen_url = f"sqlite:///{base}"
+        sources["backend"] = sources["backend_url"] = "default"
+
+    connections: dict[str, Connection] = {}
+    file_conns = table.get("connections", {})
+    if not isinstance(file_conns, dict):
+        raise ConfigurationError(f"connections in {file_path} must be a table")
+    for cid, value in file_conns.items():
+        if isinstance(value, str):
+            conn = Connection.parse(cid, value)
+        elif isinstance(value, dict):
+            data = dict(value)
+            conn = Connection(cid, data.pop("uri", None), data)
+        else:
+            raise ConfigurationError(f"connection {cid!r} in {file_path} must be a URI or a table")
+        connections[cid.lower()] = conn
+        sources[f"conn:{cid.lower()}"] = file_src
+    for name, value in env.items():
+        if name.startswith("ASSETRY_CONN_") and value:
+            cid = name[len("ASSETRY_CONN_") :].lower()
+            connections[cid] = Connection.parse(cid, value)
+            sources[f"conn:{cid}"] = f"environment {name}"
+
+    return Settings(
+        backend=chosen_backend,
+        backend_url=chosen_url,
+        backend_options=backend_options,
+        connections=connections,
+        max_value_bytes=(
+            _parse_int(raw_max, "max_value_bytes")
+            if raw_max is not None
+            else DEFAULT_MAX_VALUE_BYTES
+        ),
+        auto_upgrade=_parse_bool(raw_upgrade, "auto_upgrade") if raw_upgrade is not None else False,
+        sources=sources,
+        config_file=file_path,
+    )
+
+
+def get_connection(conn_id: str, settings: Settings | None = None) -> Connection | None:
+    """The connection ``conn_id`` from ``settings`` (or freshly resolved configuration)."""
+    if settings is None:
+        settings = load_settings()
+    return settings.connection(conn_id)

@@ -1,0 +1,73 @@
+"""The one error hierarchy of assetry: every error it raises is an :class:`AssetryError`.
+
+Errors caused by bad input also derive from :class:`ValueError` or :class:`TypeError`, so
+code that already catches those keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssetInactiveError",
+    "AssetNotFoundError",
+    "AssetryError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "ConflictError",
+    "PluginError",
+    "SchemaVersionError",
+    "StoreValueError",
+    "UnsupportedSchemeError",
+    "ValidationError",
+]
+
+
+class AssetryError(Exception):
+    """Base class of every error raised by assetry."""
+
+
+class ConfigurationError(AssetryError, ValueError):
+    """The configuration (arguments, environment, pyproject/assetry.toml) is wrong."""
+
+
+class PluginError(AssetryError):
+    """A backend or IO manager plugin is missing, duplicated or failed to import."""
+
+
+class UnsupportedSchemeError(PluginError, ValueError):
+    """No installed plugin serves a URI scheme."""
+
+
+class AssetNotFoundError(AssetryError, KeyError):
+    """The asset is not registered with the backend."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AssetInactiveError(AssetryError):
+    """The asset was deactivated: its store can be read until swept, never written."""
+
+
+class ConflictError(AssetryError):
+    """A compare-and-set lost, or a registration contradicts an existing asset."""
+
+
+class StoreValueError(AssetryError, ValueError):
+    """A store key or value is not acceptable (None, NaN, not JSON, too large, ...)."""
+
+
+class ValidationError(AssetryError, ValueError):
+    """A critical data check failed; nothing was written."""
+
+    def __init__(self, message: str, *, check: str | None = None, details: object = None):
+        super().__init__(message)
+        self.check = check
+        self.details = details
+
+
+class BackendUnavailableError(AssetryError):
+    """The state backend cannot be reached (server down, credentials refused, ...)."""
+
+
+class SchemaVersionError(ConfigurationError):
+    """The backend's stored schema is older or newer than this version of assetry."""

@@ -1,0 +1,379 @@
+"""The core model: assets, references, aliases, conditions, events and metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .uri import MAX_URI_LENGTH, normalize_uri
+
+__all__ = [
+    "Asset",
+    "AssetAlias",
+    "AssetAll",
+    "AssetAny",
+    "AssetCondition",
+    "AssetEvent",
+    "AssetRef",
+    "AssetWatcher",
+    "BaseAsset",
+    "Metadata",
+    "validate_name",
+]
+
+MAX_NAME_LENGTH = MAX_URI_LENGTH
+
+
+def validate_name(name: object, what: str = "an asset name") -> str:
+    """Return ``name`` if usable as an asset or alias name, else raise TypeError/ValueError."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    if not name or not name.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"{what} must not contain control characters: {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid unicode (no lone surrogates)") from None
+    return name
+
+
+class BaseAsset:
+    """Something a schedule can depend on: combine with ``&`` (all) and ``|`` (any)."""
+
+    __slots__ = ()
+
+    def __and__(self, other: object) -> AssetAll:
+        if not isinstance(other, BaseAsset):
+            return NotImplemented
+        return AssetAll(self, other)
+
+    def __or__(self, other: object) -> AssetAny:
+        if not isinstance(other, BaseAsset):
+            return NotImplemented
+        return AssetAny(self, other)
+
+    def __rand__(self, other: object) -> AssetAll:
+        raise TypeError(f"cannot combine {type(other).__name__} with an asset using '&'")
+
+    def __ror__(self, other: object) -> AssetAny:
+        raise TypeError(f"cannot combine {type(other).__name__} with an asset using '|'")
+
+    def leaves(self) -> Iterator[BaseAsset]:
+        """The assets, references and aliases this condition is made of."""
+        yield self
+
+    def evaluate(self, is_met: Callable[[BaseAsset], bool]) -> bool:
+        """Whether the condition holds, given a predicate on its leaves."""
+        return is_met(self)
+
+
+class Asset(BaseAsset):
+    """A data asset, identified by a unique name and a URI.
+
+    At least one of ``name`` and ``uri`` is needed; a missing one copies the other.
+    ``checks`` are data checks run by the IO manager before anything is published;
+    ``partition_column`` names the column a partition key maps to in tables.
+    """
+
+    __slots__ = ("checks", "extra", "group", "name", "partition_column", "uri", "watchers")
+
+    name: str
+    uri: str
+    group: str
+    extra: dict[str, Any]
+    watchers: tuple[AssetWatcher, ...]
+    checks: tuple[Any, ...]
+    partition_column: str | None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        uri: str | None = None,
+        *,
+        group: str = "asset",
+        extra: Mapping[str, Any] | None = None,
+        watchers: Iterable[AssetWatcher] = (),
+        checks: Iterable[Any] = (),
+        partition_column: str | None = None,
+    ) -> None:
+        if name is None and uri is None:
+            raise TypeError("Asset() needs a name or a uri (or both)")
+        if name is not None:
+            validate_name(name)
+        if uri is not None:
+            uri = normalize_uri(uri)
+        elif name is not None:
+            uri = normalize_uri(name)
+        if name is None:
+            assert uri is not None
+            name = uri
+        validate_name(group, "an asset group")
+        if extra is None:
+            extra = {}
+        elif not isinstance(extra, Mapping):
+            raise TypeError(f"Asset extra must be a dict, not {type(extra).__name__}")
+        watchers = tuple(watchers)
+        for watcher in watchers:
+            if not isinstance(watcher, AssetWatcher):
+                raise TypeError(
+                    f"watchers must be AssetWatcher objects, got {type(watcher).__name__}"
+                )
+        if partition_column is not None:
+            validate_name(partition_column, "a partition column")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "extra", dict(extra))
+        object.__setattr__(self, "watchers", watchers)
+        object.__setattr__(self, "checks", tuple(checks))
+        object.__setattr__(self, "partition_column", partition_column)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Asset is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Asset):
+            return NotImplemented
+        return (self.name, self.uri, self.group) == (other.name, other.uri, other.group)
+
+    def __hash__(self) -> int:
+        return hash((Asset, self.name, self.uri))
+
+    def __repr__(self) -> str:
+        return f"Asset(name={self.name!r}, uri={self.uri!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_asset,
+            (self.name, self.uri, self.group, self.extra, self.partition_column),
+        )
+
+    @staticmethod
+    def ref(*, name: str | None = None, uri: str | None = None) -> AssetRef:
+        """A reference to an asset by name or by URI, resolved when a task runs."""
+        if (name is None) == (uri is None):
+            raise TypeError("Asset.ref() takes exactly one of name= or uri=")
+        if name is not None:
+            return AssetRef(name=validate_name(name))
+        return AssetRef(uri=normalize_uri(uri))
+
+
+def _rebuild_asset(
+    name: str, uri: str, group: str, extra: dict[str, Any], partition_column: str | None
+) -> Asset:
+    return Asset(name, uri, group=group, extra=extra, partition_column=partition_column)
+
+
+class AssetRef(BaseAsset):
+    """A reference to an asset declared elsewhere, by name or by URI."""
+
+    __slots__ = ("name", "uri")
+
+    def __init__(self, *, name: str | None = None, uri: str | None = None) -> None:
+        if (name is None) == (uri is None):
+            raise TypeError("AssetRef takes exactly one of name= or uri=")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "uri", uri)
+
+    name: str | None
+    uri: str | None
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("AssetRef is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AssetRef):
+            return NotImplemented
+        return (self.name, self.uri) == (other.name, other.uri)
+
+    def __hash__(self) -> int:
+        return hash((AssetRef, self.name, self.uri))
+
+    def __repr__(self) -> str:
+        return f"Asset.ref(name={self.name!r})" if self.name else f"Asset.ref(uri={self.uri!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_ref, (self.name, self.uri))
+
+
+def _rebuild_ref(name: str | None, uri: str | None) -> AssetRef:
+    return AssetRef(name=name, uri=uri)
+
+
+class AssetAlias(BaseAsset):
+    """An outlet whose concrete assets are chosen while the task runs."""
+
+    __slots__ = ("group", "name")
+
+    name: str
+    group: str
+
+    def __init__(self, name: str, *, group: str = "asset") -> None:
+        object.__setattr__(self, "name", validate_name(name, "an alias name"))
+        object.__setattr__(self, "group", validate_name(group, "an alias group"))
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("AssetAlias is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AssetAlias):
+            return NotImplemented
+        return self.name == other.name
+
+    def __hash__(self) -> int:
+        return hash((AssetAlias, self.name))
+
+    def __repr__(self) -> str:
+        return f"AssetAlias(name={self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AssetAlias, (self.name,))
+
+
+class AssetCondition(BaseAsset):
+    """A boolean combination of assets, references and aliases."""
+
+    __slots__ = ("objects",)
+
+    objects: tuple[BaseAsset, ...]
+    _symbol = "?"
+
+    def __init__(self, *objects: BaseAsset) -> None:
+        flat: list[BaseAsset] = []
+        for obj in objects:
+            if not isinstance(obj, BaseAsset):
+                raise TypeError(
+                    f"{type(self).__name__} takes assets, references, aliases or conditions, "
+                    f"not {type(obj).__name__}"
+                )
+            if type(obj) is type(self):
+                flat.extend(obj.objects)  # type: ignore[attr-defined]
+            else:
+                flat.append(obj)
+        if not flat:
+            raise ValueError(f"{type(self).__name__} needs at least one operand")
+        object.__setattr__(self, "objects", tuple(flat))
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.objects == other.objects  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.objects))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self.objects))})"
+
+    def leaves(self) -> Iterator[BaseAsset]:
+        for obj in self.objects:
+            yield from obj.leaves()
+
+
+class AssetAll(AssetCondition):
+    """Met when every operand is met (``a & b``)."""
+
+    __slots__ = ()
+
+    def evaluate(self, is_met: Callable[[BaseAsset], bool]) -> bool:
+        return all(obj.evaluate(is_met) for obj in self.objects)
+
+
+class AssetAny(AssetCondition):
+    """Met when any operand is met (``a | b``)."""
+
+    __slots__ = ()
+
+    def evaluate(self, is_met: Callable[[BaseAsset], bool]) -> bool:
+        return any(obj.evaluate(is_met) for obj in self.objects)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEvent:
+    """One "this asset was updated" record.
+
+    ``id`` is the event's sequence number within its asset: ids of one asset are
+    strictly increasing in the order consumers must see them.
+    """
+
+    id: int
+    asset_name: str
+    asset_uri: str
+    timestamp: dt.datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+    partition_key: str | None = None
+    source_task_id: str | None = None
+    source_run_id: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def asset(self) -> Asset:
+        """The asset this event belongs to."""
+        return Asset(self.asset_name, self.asset_uri)
+
+    @property
+    def source_dag_run(self) -> str | None:
+        """Airflow's name for the run that produced the event (our ``source_run_id``)."""
+        return self.source_run_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict of the event."""
+        return {
+            "id": self.id,
+            "asset_name": self.asset_name,
+            "asset_uri": self.asset_uri,
+            "timestamp": self.timestamp.isoformat(),
+            "extra": self.extra,
+            "partition_key": self.partition_key,
+            "source_task_id": self.source_task_id,
+            "source_run_id": self.source_run_id,
+            "aliases": list(self.aliases),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Yielded by a task to attach extra (and optionally an alias) to an outlet event."""
+
+    asset: Asset
+    extra: dict[str, Any] = field(default_factory=dict)
+    alias: AssetAlias | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.asset, Asset):
+            raise TypeError(f"Metadata needs an Asset, not {type(self.asset).__name__}")
+        if self.alias is not None and not isinstance(self.alias, AssetAlias):
+            raise TypeError(
+                f"Metadata alias must be an AssetAlias, not {type(self.alias).__name__}"
+            )
+        if self.extra is None:
+            object.__setattr__(self, "extra", {})
+        elif not isinstance(self.extra, Mapping):
+            raise TypeError(f"Metadata extra must be a dict, not {type(self.extra).__name__}")
+
+
+class AssetWatcher:
+    """Watches something external through a trigger and records events for an asset."""
+
+    __slots__ = ("name", "trigger")
+
+    def __init__(self, name: str, trigger: Any) -> None:
+        self.name = validate_name(name, "a watcher name")
+        self.trigger = trigger
+
+    def __repr__(self) -> str:
+        return f"AssetWatcher(name={self.name!r}, trigger={self.trigger!r})"
+
+
+def concrete_assets(objects: Sequence[BaseAsset]) -> list[Asset]:
+    """The ``Asset`` objects among ``objects`` (aliases and references are not concrete)."""
+    return [obj for obj in objects if isinstance(obj, Asset)]

@@ -1,0 +1,182 @@
+"""AssetStore: the per-asset key/value store API, on top of any StateBackend."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .backend import StoreEntry
+from .errors import ConflictError
+from .values import decode_value, encode_value, validate_key, validate_partition_key
+
+if TYPE_CHECKING:
+    from .instance import Instance
+
+__all__ = ["AssetStore"]
+
+_MISSING = object()
+
+
+class AssetStore:
+    """The key/value store of one asset (or of one partition of it).
+
+    Values are JSON-compatible (not ``None``, no NaN/±Inf) and persist until deleted,
+    cleared, or swept after the asset is deactivated.
+    """
+
+    __slots__ = ("_backend", "_instance", "asset", "partition_key")
+
+    def __init__(self, instance: Instance, asset: str, partition_key: str | None = None) -> None:
+        self._instance = instance
+        self._backend = instance.backend
+        self.asset = asset
+        self.partition_key = partition_key
+
+    def __repr__(self) -> str:
+        part = f", partition={self.partition_key!r}" if self.partition_key is not None else ""
+        return f"AssetStore(asset={self.asset!r}{part})"
+
+    def partition(self, partition_key: str) -> AssetStore:
+        """The store of one partition of this asset (a separate key namespace)."""
+        if self.partition_key is not None:
+            raise ValueError("partition() is already scoped; call it on the asset's store")
+        return AssetStore(self._instance, self.asset, validate_partition_key(partition_key))
+
+    def _encode(self, value: Any) -> str:
+        return encode_value(value, max_bytes=self._instance.max_value_bytes)
+
+    # -- the seed's API ------------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The stored value of ``key``, or ``default`` when it does not exist."""
+        entry = self._backend.store_get(self.asset, validate_key(key), self.partition_key)
+        return default if entry is None else decode_value(entry.value_json)
+
+    def set(self, key: str, value: Any) -> int:
+        """Write ``value`` under ``key`` (overwriting); return the entry's new version."""
+        return self._backend.store_set(
+            self.asset, validate_key(key), self._encode(value), self.partition_key
+        )
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key``; a missing key is a no-op. Return whether it existed."""
+        return self._backend.store_delete(self.asset, validate_key(key), self.partition_key)
+
+    def clear(self) -> int:
+        """Delete every key of this asset (asset-level and partitions) or of this partition."""
+        if self.partition_key is None:
+            return self._backend.store_clear(self.asset, all_partitions=True)
+        return self._backend.store_clear(self.asset, self.partition_key)
+
+    # -- beyond the seed -------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """The keys of this namespace, sorted."""
+        return self._backend.store_keys(self.asset, self.partition_key)
+
+    def items(self) -> dict[str, Any]:
+        """Every key and value of this namespace."""
+        return {
+            e.key: decode_value(e.value_json)
+            for e in self._backend.store_entries(self.asset, self.partition_key)
+        }
+
+    def partitions(self) -> list[str]:
+        """Partition keys that hold entries."""
+        return self._backend.store_partitions(self.asset)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get_entry(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def get_entry(self, key: str) -> StoreEntry | None:
+        """The entry (value and version) of ``key``, for compare-and-set."""
+        return self._backend.store_get(self.asset, validate_key(key), self.partition_key)
+
+    def compare_and_set(self, key: str, value: Any, *, expected_version: int | None) -> int:
+        """Write only if ``key`` is at ``expected_version`` (``None``: absent); return the new
+        version, or raise :class:`ConflictError`."""
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise TypeError("expected_version must be an int or None")
+        return self._backend.store_set(
+            self.asset,
+            validate_key(key),
+            self._encode(value),
+            self.partition_key,
+            expected_version=expected_version,
+        )
+
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any = None,
+        *,
+        timeout: float = 60.0,
+    ) -> Any:
+        """Atomically replace the value of ``key`` with ``fn(current)`` and return it.
+
+        ``current`` is ``default`` when the key is absent. Lost races are retried with
+        jittered backoff until ``timeout`` seconds; ``fn`` may run more than once, so it
+        must not have side effects.
+        """
+        return self._read_modify_write(
+            key, lambda entry: fn(default if entry is None else entry.value), timeout
+        )
+
+    def advance(self, key: str, value: Any, *, timeout: float = 60.0) -> bool:
+        """Set ``key`` to ``value`` only if the key is absent or ``value`` is greater than the
+        stored value: a monotonic watermark. Return whether it moved."""
+        self._encode(value)
+
+        def step(entry: StoreEntry | None) -> Any:
+            if entry is None:
+                return value
+            current = entry.value
+            try:
+                greater = value > current
+            except TypeError:
+                raise TypeError(
+                    f"advance() cannot compare a {type(value).__name__} with the stored "
+                    f"{type(current).__name__} of asset {self.asset!r} key {key!r}"
+                ) from None
+            return value if greater else _MISSING
+
+        return self._read_modify_write(key, step, timeout) is not _MISSING
+
+    def _read_modify_write(
+        self, key: str, step: Callable[[StoreEntry | None], Any], timeout: float
+    ) -> Any:
+        """Compare-and-set ``step(entry)`` until it wins; ``_MISSING`` from ``step`` writes nothing."""
+        validate_key(key)
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            entry = self._backend.store_get(self.asset, key, self.partition_key)
+            new = step(entry)
+            if new is _MISSING:
+                return new
+            text = self._encode(new)
+            try:
+                self._backend.store_set(
+                    self.asset,
+                    key,
+                    text,
+                    self.partition_key,
+                    expected_version=None if entry is None else entry.version,
+                )
+                return new
+            except ConflictError:
+                attempt += 1
+                if time.monotonic() >= deadline:
+                    raise ConflictError(
+                        f"read-modify-write of asset {self.asset!r} key {key!r} lost {attempt} "
+                        f"races in {timeout:.0f}s; the key is too contended"
+                    ) from None
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))

@@ -1,0 +1,116 @@
+"""Asset URI normalisation and secret masking: the one place where these rules live."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+__all__ = ["MAX_URI_LENGTH", "RESERVED_SCHEMES", "mask_url", "normalize_uri", "uri_scheme"]
+
+MAX_URI_LENGTH = 1500
+RESERVED_SCHEMES = frozenset({"assetry"})
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+
+
+def uri_scheme(uri: str) -> str:
+    """Return the lower-cased scheme of ``uri`` (``""`` when it has none)."""
+    head, sep, _ = uri.partition("://")
+    if sep and _SCHEME_RE.match(head):
+        return head.lower()
+    head, sep, _ = uri.partition(":")
+    if sep and _SCHEME_RE.match(head) and len(head) > 1:
+        return head.lower()
+    return ""
+
+
+def normalize_uri(uri: object) -> str:
+    """Return the canonical form of an asset URI.
+
+    The scheme is lower-cased, a password in the user-info is dropped (with a warning:
+    secrets belong in connections), query parameters are sorted, the fragment and a
+    trailing slash are removed. A URI without a scheme is kept as an opaque identifier
+    (Airflow accepts those too). Raises :class:`TypeError` for a non-string and
+    :class:`ValueError` for an empty, too long, control-character or reserved-scheme URI.
+    """
+    if not isinstance(uri, str):
+        raise TypeError(f"an asset URI must be a str, not {type(uri).__name__}")
+    if not uri or not uri.strip():
+        raise ValueError("an asset URI must not be empty")
+    if uri != uri.strip():
+        raise ValueError(f"an asset URI must not start or end with white space: {uri!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        raise ValueError("an asset URI must not contain control characters")
+    if len(uri) > MAX_URI_LENGTH:
+        raise ValueError(
+            f"an asset URI must be at most {MAX_URI_LENGTH} characters, got {len(uri)}"
+        )
+
+    scheme = uri_scheme(uri)
+    if not scheme:
+        return uri.rstrip("/") or uri
+    if scheme in RESERVED_SCHEMES:
+        raise ValueError(f"the {scheme!r} URI scheme is reserved by assetry: {uri!r}")
+
+    if "://" not in uri:  # opaque form such as "urn:x:y" or "mailto:a@b"
+        rest = uri.split(":", 1)[1]
+        if not rest:
+            raise ValueError(f"an asset URI needs something after its scheme: {uri!r}")
+        return f"{scheme}:{rest.split('#', 1)[0]}"
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. an invalid IPv6 host
+        raise ValueError(f"invalid asset URI {mask_url(uri)!r}: {exc}") from None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        if has_password:
+            warnings.warn(
+                "an asset URI must not carry a password; it was removed. Put credentials "
+                "in a connection (ASSETRY_CONN_<ID>) instead.",
+                UserWarning,
+                stacklevel=3,
+            )
+        netloc = f"{user}@{hostport}" if user else hostport
+    try:
+        port = parts.port  # validates the port
+    except ValueError:
+        raise ValueError(f"invalid port in asset URI {mask_url(uri)!r}") from None
+    del port
+    host = netloc.rpartition("@")[2]
+    if not host and not parts.path.strip("/"):
+        raise ValueError(f"an asset URI needs a location after '{scheme}://': {uri!r}")
+    path = parts.path
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    query = ""
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = urlencode(sorted(pairs), quote_via=quote)
+    normalized = urlunsplit((scheme, netloc, path, query, ""))
+    if scheme in {"file", "memory"} and not netloc and "://" not in normalized:
+        normalized = f"{scheme}://{path}" + (f"?{query}" if query else "")
+    return normalized
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password in its user-info replaced by ``***``."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    netloc_end = len(rest)
+    for sep in "/?#":
+        idx = rest.find(sep)
+        if idx != -1:
+            netloc_end = min(netloc_end, idx)
+    netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    if "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    if not has_password:
+        return url
+    return f"{scheme}://{user}:***@{host}{tail}"

@@ -1,0 +1,134 @@
+"""Validation and JSON encoding of asset-store keys, values and event extra.
+
+Every backend stores what these functions return and nothing else, so the rules
+(JSON only, no ``None``, no NaN/±Inf, bounded sizes) are enforced once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import StoreValueError
+
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_KEY_LENGTH",
+    "MAX_NESTING",
+    "decode_value",
+    "encode_extra",
+    "encode_value",
+    "validate_key",
+    "validate_partition_key",
+]
+
+MAX_KEY_LENGTH = 512
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024
+MAX_NESTING = 64
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if it is a usable store key, else raise :class:`StoreValueError`."""
+    if not isinstance(key, str):
+        raise StoreValueError(f"a store key must be a str, not {type(key).__name__}")
+    if not key:
+        raise StoreValueError("a store key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise StoreValueError(
+            f"a store key must be at most {MAX_KEY_LENGTH} characters, got {len(key)}"
+        )
+    if "\x00" in key:
+        raise StoreValueError("a store key must not contain a NUL character")
+    _check_surrogates(key, "a store key")
+    return key
+
+
+def validate_partition_key(partition_key: object) -> str:
+    """Return ``partition_key`` if usable (same rules as a store key)."""
+    if not isinstance(partition_key, str):
+        raise StoreValueError(f"a partition key must be a str, not {type(partition_key).__name__}")
+    if not partition_key:
+        raise StoreValueError("a partition key must not be empty")
+    if len(partition_key) > MAX_KEY_LENGTH:
+        raise StoreValueError(f"a partition key must be at most {MAX_KEY_LENGTH} characters")
+    if "\x00" in partition_key:
+        raise StoreValueError("a partition key must not contain a NUL character")
+    _check_surrogates(partition_key, "a partition key")
+    return partition_key
+
+
+def _check_surrogates(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreValueError(f"{what} must be valid unicode (no lone surrogates)") from None
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_NESTING:
+        raise StoreValueError(f"value nested deeper than {MAX_NESTING} levels at {path}")
+    if value is None:
+        if depth == 0:
+            raise StoreValueError(
+                "None cannot be stored: use delete(key) to remove a key, or store another value"
+            )
+        return  # null inside a container is plain JSON
+    if isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise StoreValueError(f"{value!r} at {path} is not JSON (NaN and ±Infinity are not)")
+        return
+    if isinstance(value, str):
+        _check_surrogates(value, f"the string at {path}")
+        if "\x00" in value:
+            raise StoreValueError(f"the string at {path} contains a NUL character")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise StoreValueError(
+                    f"dict keys must be str for JSON, got {type(k).__name__} at {path}"
+                )
+            _check_surrogates(k, f"a dict key at {path}")
+            _check_json(item, f"{path}[{k!r}]", depth + 1)
+        return
+    raise StoreValueError(
+        f"{type(value).__name__} at {path} is not JSON-compatible "
+        "(use str, int, float, bool, list or dict)"
+    )
+
+
+def encode_value(value: Any, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
+    """Validate a store value and return its canonical JSON text."""
+    _check_json(value, "value", 0)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise StoreValueError(
+            f"value is {size} bytes of JSON, over the limit of {max_bytes} bytes; "
+            "store large data through the IO manager and keep a reference here"
+        )
+    return text
+
+
+def encode_extra(
+    extra: Mapping[str, Any] | None, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES
+) -> str:
+    """Validate an event's extra (a JSON object; ``None`` means empty) and return its JSON."""
+    if extra is None:
+        return "{}"
+    if not isinstance(extra, Mapping):
+        raise StoreValueError(f"event extra must be a dict, not {type(extra).__name__}")
+    return encode_value(dict(extra), max_bytes=max_bytes)
+
+
+def decode_value(text: str) -> Any:
+    """Decode JSON text written by :func:`encode_value`."""
+    return json.loads(text)

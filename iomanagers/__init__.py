@@ -1,0 +1,1 @@
+"""IO managers shipped with assetry: ``objectstorage`` (fsspec) and ``ibis`` (tables)."""

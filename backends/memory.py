@@ -39,7 +39,13 @@ class MemoryBackend(StateBackend):
 
     name = "memory"
     url_schemes = ("memory",)
-    capabilities = Capabilities(persistent=False, multi_process=False, atomic_batches=True)
+    capabilities = Capabilities(
+        persistent=False,
+        multi_process=False,
+        atomic_batches=True,
+        event_import=True,
+        event_deletion=True,
+    )
 
     _shared: dict[str, _State] = {}
     _shared_lock = threading.Lock()
@@ -196,8 +202,9 @@ class MemoryBackend(StateBackend):
             now = utcnow()
             for ev in events:
                 log = st.events.setdefault(ev.asset, [])
+                st.last_ids[ev.asset] = st.last_ids.get(ev.asset, 0) + 1
                 event = AssetEvent(
-                    id=(log[-1].id + 1) if log else 1,
+                    id=st.last_ids[ev.asset],
                     asset_name=ev.asset,
                     asset_uri=st.assets[ev.asset].uri,
                     timestamp=ev.timestamp or now,
@@ -250,6 +257,36 @@ class MemoryBackend(StateBackend):
         with self._state.lock:
             return sorted(self._state.alias_targets.get(alias, ()))
 
+    def import_events(self, events: Sequence[AssetEvent]) -> int:
+        st = self._state
+        with st.lock:
+            last: dict[str, int] = {}
+            for ev in events:
+                if ev.asset_name not in st.assets:
+                    raise not_found_error(ev.asset_name)
+                floor = last.get(ev.asset_name, st.last_ids.get(ev.asset_name, 0))
+                if ev.id <= floor:
+                    raise ValueError(
+                        f"cannot import event {ev.id} of asset {ev.asset_name!r}: ids must be "
+                        f"ascending and greater than the last id {floor}"
+                    )
+                last[ev.asset_name] = ev.id
+            for ev in events:
+                st.events.setdefault(ev.asset_name, []).append(ev)
+                st.last_ids[ev.asset_name] = ev.id
+                for alias in ev.aliases:
+                    st.alias_targets.setdefault(alias, set()).add(ev.asset_name)
+            return len(events)
+
+    def delete_events(self, asset: str, ids: Sequence[int]) -> int:
+        st = self._state
+        doomed = set(ids)
+        with st.lock:
+            log = st.events.get(asset, [])
+            kept = [e for e in log if e.id not in doomed]
+            st.events[asset] = kept
+            return len(log) - len(kept)
+
     # -- cursors -----------------------------------------------------------------------------
 
     def get_cursors(self, consumer: str) -> dict[str, int]:
@@ -289,7 +326,16 @@ class MemoryBackend(StateBackend):
 
 
 class _State:
-    __slots__ = ("alias_targets", "assets", "by_uri", "cursors", "events", "lock", "store")
+    __slots__ = (
+        "alias_targets",
+        "assets",
+        "by_uri",
+        "cursors",
+        "events",
+        "last_ids",
+        "lock",
+        "store",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -297,6 +343,7 @@ class _State:
         self.by_uri: dict[str, str] = {}
         self.store: dict[str, dict[str, dict[str, StoreEntry]]] = {}
         self.events: dict[str, list[AssetEvent]] = {}
+        self.last_ids: dict[str, int] = {}
         self.alias_targets: dict[str, set[str]] = {}
         self.cursors: dict[str, dict[str, int]] = {}
 

@@ -65,11 +65,15 @@ class Capabilities:
     - ``multi_process``: several processes may share the state safely.
     - ``atomic_batches``: :meth:`StateBackend.apply` commits store writes and events
       together or not at all.
+    - ``event_import``: :meth:`StateBackend.import_events` keeps given ids (for copying).
+    - ``event_deletion``: :meth:`StateBackend.delete_events` removes events (for retention).
     """
 
     persistent: bool = True
     multi_process: bool = True
     atomic_batches: bool = False
+    event_import: bool = False
+    event_deletion: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,23 @@ class StateBackend(abc.ABC):
     @abc.abstractmethod
     def alias_targets(self, alias: str) -> list[str]:
         """Names of the assets that events were emitted to through ``alias``, sorted."""
+
+    def import_events(self, events: Sequence[AssetEvent]) -> int:
+        """Append events keeping their ids, timestamps and sources (copying between backends).
+
+        Events of one asset must have ids greater than its last id, in ascending order;
+        return how many were written. Declared by ``capabilities.event_import``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot import events with their ids (capabilities.event_import)"
+        )
+
+    def delete_events(self, asset: str, ids: Sequence[int]) -> int:
+        """Delete the given events of ``asset``; return how many existed. Ids are never reused.
+        Declared by ``capabilities.event_deletion``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot delete events (capabilities.event_deletion)"
+        )
 
     # -- consumer cursors ------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from assetry import Instance, plugins, use_instance
 
 __all__ = ["assetry_instance", "make_test_instance"]

@@ -15,12 +15,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigurationError
 from .uri import mask_url
 from .values import DEFAULT_MAX_VALUE_BYTES
+
+if TYPE_CHECKING:
+    from .retention import RetentionPolicy
 
 __all__ = [
     "DEFAULT_CONN_IDS",
@@ -177,6 +180,8 @@ class Settings:
     auto_upgrade: bool
     sources: Mapping[str, str]
     config_file: Path | None = None
+    #: The event-retention policy applied by ``assetry events prune`` and ``assetry gc``.
+    retention: RetentionPolicy | None = None
 
     def __repr__(self) -> str:
         url = mask_url(self.backend_url) if self.backend_url else None
@@ -213,6 +218,11 @@ class Settings:
                 "auto_upgrade",
                 str(self.auto_upgrade).lower(),
                 self.sources.get("auto_upgrade", "default"),
+            ),
+            (
+                "retention",
+                json.dumps(self.retention.to_dict()) if self.retention else "",
+                self.sources.get("retention", "default"),
             ),
         ]
         for cid, conn in sorted(self.connections.items()):
@@ -288,6 +298,7 @@ def load_settings(
         "connections",
         "max_value_bytes",
         "auto_upgrade",
+        "retention",
     }
     unknown = set(table) - known
     if unknown:
@@ -316,6 +327,7 @@ def load_settings(
     chosen_url = pick("backend_url", url, "ASSETRY_BACKEND_URL", ("backend_url", "url"))
     raw_max = pick("max_value_bytes", max_value_bytes, "ASSETRY_MAX_VALUE_BYTES", "max_value_bytes")
     raw_upgrade = pick("auto_upgrade", None, "ASSETRY_AUTO_UPGRADE", "auto_upgrade")
+    raw_retention = pick("retention", None, "ASSETRY_RETENTION", "retention")
 
     backend_options: dict[str, Any] = {}
     file_options = table.get("backend_options", {})
@@ -380,7 +392,24 @@ def load_settings(
         auto_upgrade=_parse_bool(raw_upgrade, "auto_upgrade") if raw_upgrade is not None else False,
         sources=sources,
         config_file=file_path,
+        retention=_parse_retention(raw_retention, sources["retention"]),
     )
+
+
+def _parse_retention(raw: Any, source: str) -> RetentionPolicy | None:
+    """The retention policy of a table, or of ``ASSETRY_RETENTION``'s JSON object."""
+    from .retention import RetentionPolicy
+
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigurationError(
+                f'retention from {source} must be a JSON object such as {{"keep_last": 1000}}'
+            ) from None
+    return RetentionPolicy.from_mapping(raw, f"retention (from {source})")
 
 
 def get_connection(conn_id: str, settings: Settings | None = None) -> Connection | None:

@@ -1,0 +1,227 @@
+"""Event retention: bounded growth of the event log without losing what matters.
+
+A :class:`RetentionPolicy` keeps the newest ``keep_last`` events of each asset and partition
+and/or the events younger than ``older_than``; everything else may be deleted. Whatever the
+policy says, :func:`prune_events`
+
+- never touches the asset store (it only deletes events);
+- never deletes the newest event of an asset, nor the newest event of any of its partitions
+  (nor the newest unpartitioned one), so "latest event" answers never change;
+- never deletes an event newer than the lowest cursor any consumer holds on the asset, so
+  no consumer misses an event it has not seen yet.
+
+It is built on :meth:`StateBackend.query_events`, :meth:`~StateBackend.get_cursors` and
+:meth:`~StateBackend.delete_events` and works on every backend that declares
+``capabilities.event_deletion``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .backend import EventQuery, StateBackend, utcnow
+from .errors import AssetryError, ConfigurationError
+
+__all__ = [
+    "PruneResult",
+    "RetentionPolicy",
+    "format_duration",
+    "parse_duration",
+    "prune_events",
+]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """A duration such as ``90s``, ``30m``, ``12h``, ``30d``, ``2w`` or ``1d12h``."""
+    if not isinstance(text, str):
+        raise TypeError(f"a duration must be a str such as '30d', not {type(text).__name__}")
+    compact = text.strip().replace(" ", "")
+    pos, seconds = 0, 0.0
+    for match in _DURATION_RE.finditer(compact):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        pos = match.end()
+    if not compact or pos != len(compact):
+        raise ValueError(
+            f"{text!r} is not a duration; use a number and a unit: 90s, 30m, 12h, 30d, 2w"
+        )
+    return dt.timedelta(seconds=seconds)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """The shortest ``parse_duration`` text for ``delta`` (``30d``, ``90m``, ...)."""
+    seconds = int(delta.total_seconds())
+    for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{delta.total_seconds():g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Which events to keep: the newest ``keep_last`` per asset and partition, and/or those
+    younger than ``older_than``. An event is deleted only when no rule keeps it."""
+
+    keep_last: int | None = None
+    older_than: dt.timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep_last is None and self.older_than is None:
+            raise ValueError("a retention policy needs keep_last, older_than or both")
+        if self.keep_last is not None and (
+            isinstance(self.keep_last, bool)
+            or not isinstance(self.keep_last, int)
+            or self.keep_last < 1
+        ):
+            raise ValueError(f"keep_last must be a whole number >= 1, got {self.keep_last!r}")
+        if self.older_than is not None and (
+            not isinstance(self.older_than, dt.timedelta) or self.older_than <= dt.timedelta(0)
+        ):
+            raise ValueError(f"older_than must be a positive duration, got {self.older_than!r}")
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], where: str = "retention") -> RetentionPolicy:
+        """The policy of a ``retention = {keep_last = 1000, older_than = "30d"}`` table."""
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(f"{where} must be a table such as {{keep_last = 1000}}")
+        unknown = set(table) - {"keep_last", "older_than"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown key(s) {', '.join(sorted(unknown))} in {where}; "
+                "known: keep_last, older_than"
+            )
+        older = table.get("older_than")
+        try:
+            return cls(
+                keep_last=table.get("keep_last"),
+                older_than=parse_duration(older) if older is not None else None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as a configuration table."""
+        out: dict[str, Any] = {}
+        if self.keep_last is not None:
+            out["keep_last"] = self.keep_last
+        if self.older_than is not None:
+            out["older_than"] = format_duration(self.older_than)
+        return out
+
+    def __str__(self) -> str:
+        parts = []
+        if self.keep_last is not None:
+            parts.append(f"keep the last {self.keep_last} per asset and partition")
+        if self.older_than is not None:
+            parts.append(f"keep events younger than {format_duration(self.older_than)}")
+        return " and ".join(parts)
+
+
+@dataclass(slots=True)
+class PruneResult:
+    """What pruning did (or, in a dry run, would do) to one asset's events."""
+
+    asset: str
+    examined: int = 0
+    deleted: int = 0
+    kept_for_consumers: int = 0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "asset": self.asset,
+            "examined": self.examined,
+            "deleted": self.deleted,
+            "kept_for_consumers": self.kept_for_consumers,
+            "dry_run": self.dry_run,
+        }
+
+
+def _consumer_floors(backend: StateBackend) -> dict[str, int]:
+    """The lowest cursor any consumer holds, per asset."""
+    floors: dict[str, int] = {}
+    for consumer in backend.list_consumers():
+        for asset, cursor in backend.get_cursors(consumer).items():
+            floors[asset] = min(cursor, floors.get(asset, cursor))
+    return floors
+
+
+def prune_events(
+    backend: StateBackend,
+    policy: RetentionPolicy,
+    *,
+    assets: Sequence[str] | None = None,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    page_size: int = 1000,
+    on_asset: Callable[[PruneResult], None] | None = None,
+) -> list[PruneResult]:
+    """Delete the events ``policy`` does not keep, of ``assets`` (default: every asset).
+
+    Walks each asset's log newest first, one page at a time, and deletes page by page, so
+    memory stays bounded. Raises :class:`AssetryError` when the backend cannot delete events.
+    """
+    if not dry_run and not backend.capabilities.event_deletion:
+        raise AssetryError(
+            f"{backend.describe()} cannot delete events (capabilities.event_deletion is false); "
+            "retention needs a backend that can, such as sql or memory"
+        )
+    names = list(assets) if assets is not None else [r.name for r in backend.list_assets()]
+    cutoff = (now or utcnow()) - policy.older_than if policy.older_than is not None else None
+    floors = _consumer_floors(backend)
+    results = []
+    for name in names:
+        result = _prune_asset(backend, name, policy, cutoff, floors.get(name), dry_run, page_size)
+        results.append(result)
+        if on_asset is not None:
+            on_asset(result)
+    return results
+
+
+def _prune_asset(
+    backend: StateBackend,
+    asset: str,
+    policy: RetentionPolicy,
+    cutoff: dt.datetime | None,
+    floor: int | None,
+    dry_run: bool,
+    page_size: int,
+) -> PruneResult:
+    result = PruneResult(asset, dry_run=dry_run)
+    seen_per_group: dict[str | None, int] = {}
+    before: int | None = None
+    while True:
+        page = backend.query_events(
+            EventQuery(asset, before=before, limit=page_size, descending=True)
+        )
+        doomed: list[int] = []
+        for event in page:
+            result.examined += 1
+            group = event.partition_key
+            rank = seen_per_group.get(group, 0)  # how many newer events this group has
+            seen_per_group[group] = rank + 1
+            if rank == 0:  # the newest of its partition (the first overall is the asset's)
+                continue
+            if policy.keep_last is not None and rank < policy.keep_last:
+                continue
+            if cutoff is not None and event.timestamp >= cutoff:
+                continue
+            if floor is None or event.id <= floor:
+                doomed.append(event.id)
+            else:
+                result.kept_for_consumers += 1
+        if doomed:
+            if not dry_run:
+                backend.delete_events(asset, doomed)
+            result.deleted += len(doomed)
+        if len(page) < page_size:
+            return result
+        before = page[-1].id

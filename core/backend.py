@@ -198,6 +198,11 @@ class StateBackend(abc.ABC):
     def upgrade(self) -> None:  # noqa: B027 - optional hook
         """Bring the stored schema to the version of this code (no-op where there is none)."""
 
+    def schema_status(self) -> dict[str, str | None]:
+        """The stored schema revision and the one this code expects, as ``{"current": ...,
+        "head": ...}``; empty where the backend has no versioned schema (``assetry db``)."""
+        return {}
+
     def describe(self) -> str:
         """A one-line description with secrets masked, for logs and ``repr``."""
         return type(self).__name__

@@ -42,7 +42,7 @@ from .uri import normalize_uri
 if TYPE_CHECKING:
     from .checks import Check, NotNull, RowCount, Schema, Unique
     from .clients import DatabaseClient, ObjectStoragePath
-    from .runtime import get_current_context, run_ready, task
+    from .runtime import DAG, get_current_context, run_ready, task
     from .watchers import ObjectStorageTrigger, Trigger
 
 __version__ = "0.1.0"
@@ -50,6 +50,7 @@ __version__ = "0.1.0"
 # Names whose modules import heavier dependencies, loaded on first access.
 _LAZY: dict[str, str] = {
     "task": "runtime",
+    "DAG": "runtime",
     "get_current_context": "runtime",
     "run_ready": "runtime",
     "ObjectStoragePath": "clients",
@@ -76,6 +77,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DAG",
     "Asset",
     "AssetAlias",
     "AssetAll",

@@ -69,6 +69,7 @@ class Instance:
         self._io_manager_options = dict(io_manager_options or {})
         self._dispatcher: IOManagerDispatcher | None = None
         self._known: dict[str, str] = {}
+        self._watched: dict[str, Asset] = {}  # assets with watchers, for watch()
         self._lock = threading.Lock()
 
     # -- construction ----------------------------------------------------------------------
@@ -122,12 +123,16 @@ class Instance:
         )
         with self._lock:
             self._known[asset.name] = asset.uri
+            if asset.watchers:
+                self._watched[asset.name] = asset
         return record
 
     def ensure(self, asset: Asset) -> str:
         """Register ``asset`` if the backend does not know it yet (an inactive asset stays
         inactive); return its name. Cached per process."""
         with self._lock:
+            if asset.watchers:
+                self._watched[asset.name] = asset
             known = self._known.get(asset.name)
         if known == asset.uri:
             return asset.name
@@ -373,6 +378,22 @@ class Instance:
         """The newest event of each partition of ``asset``."""
         name = asset.name if isinstance(asset, Asset) else self._name(asset)
         return self.backend.latest_partition_events(name)
+
+    # -- watchers --------------------------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        once: bool = True,
+        interval: float = 5.0,
+        assets: Iterable[Asset] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[AssetEvent]:
+        """Poll the watchers of the registered assets (or of ``assets``) and record their
+        events; see :func:`assetry.watchers.watch`."""
+        from .watchers import watch
+
+        return watch(self, once=once, interval=interval, assets=assets, stop=stop)
 
     # -- IO --------------------------------------------------------------------------------
 

@@ -1393,6 +1393,49 @@ class StateBackendConformance:
         assert _ids(backend.query_events(EventQuery("a"))) == [1, 3]
         assert _ids(self.append(backend, "a")) == [5]
 
+    def test_import_events_of_several_assets_in_one_call(self, backend: StateBackend) -> None:
+        self.require(backend, "event_import")
+        self.register(backend, "a", "b")
+        events = [
+            AssetEvent(
+                id=i, asset_name=n, asset_uri=_uri(n), timestamp=T0 + dt.timedelta(seconds=i)
+            )
+            for n, i in (("a", 2), ("b", 1), ("a", 5))
+        ]
+        assert backend.import_events(events) == 3
+        assert _ids(backend.query_events(EventQuery("a"))) == [2, 5]
+        assert _ids(backend.query_events(EventQuery("b"))) == [1]
+        assert {n: e.id for n, e in backend.latest_events().items()} == {"a": 5, "b": 1}
+
+    def test_delete_events_touches_only_that_asset_and_no_store(
+        self, backend: StateBackend
+    ) -> None:
+        self.require(backend, "event_deletion")
+        self.register(backend, "a", "b")
+        self.append(backend, "a", 2)
+        self.append(backend, "b", 2)
+        backend.store_set("a", "k", _json(1))
+        assert backend.delete_events("a", [1, 2]) == 2
+        assert backend.query_events(EventQuery("a")) == []
+        assert "a" not in backend.latest_events()
+        assert _ids(backend.query_events(EventQuery("b"))) == [1, 2]
+        entry = backend.store_get("a", "k")
+        assert entry is not None and entry.value == 1
+
+    def test_pagination_steps_over_deleted_events(self, backend: StateBackend) -> None:
+        self.require(backend, "event_deletion")
+        self.register(backend, "a")
+        self.append(backend, "a", 10)
+        backend.delete_events("a", [2, 4, 6, 8])
+        seen: list[int] = []
+        after: int | None = None
+        while page := backend.query_events(EventQuery("a", after=after, limit=2)):
+            seen.extend(_ids(page))
+            after = page[-1].id
+        assert seen == [1, 3, 5, 7, 9, 10]
+        newest_first = backend.query_events(EventQuery("a", before=9, limit=2, descending=True))
+        assert _ids(newest_first) == [7, 5]
+
     # == persistence (needs reopen_backend and capabilities.persistent) ====================
 
     def test_store_persists_across_backend_objects(

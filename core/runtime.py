@@ -1340,9 +1340,15 @@ class _TaskRunState:
         return inst.backend.append_events(new_events) if new_events else []
 
     def _attach_figures(self, specs: list[_EventSpec]) -> None:
+        # A write is matched to an event by asset name, else by URI (a DatabaseClient or
+        # ObjectStoragePath addresses the asset by its URI alone).
+        names = {spec.asset.name for spec in specs}
+        by_uri = {spec.asset.uri: spec.asset.name for spec in reversed(specs)}
         by_asset: dict[str, list[WriteResult]] = {}
         for asset, result in self.writes:
-            by_asset.setdefault(asset.name, []).append(result)
+            name = asset.name if asset.name in names else by_uri.get(asset.uri)
+            if name is not None:
+                by_asset.setdefault(name, []).append(result)
         seen: set[str] = set()
         for spec in specs:
             name = spec.asset.name

@@ -74,3 +74,14 @@ def test_memory_backend_declares_it_is_not_persistent() -> None:
     caps = MemoryBackend.capabilities
     assert (caps.persistent, caps.multi_process, caps.atomic_batches) == (False, False, True)
     assert "private" in repr(MemoryBackend())
+
+
+@pytest.mark.slow
+class TestMemoryBackendAtScale(TestMemoryBackend):
+    """The conformance suite with larger concurrency and pagination sizes."""
+
+    threads = 16
+    updates_per_thread = 500
+    appends_per_thread = 200
+    pagination_events = 2500
+    page_size = 97

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -300,6 +301,8 @@ class StateBackendConformance:
         entry = backend.store_get("a", "k")
         assert entry is not None
         assert (entry.key, entry.value, entry.version, entry.partition) == ("k", "v", 1, None)
+        if entry.updated_at is not None:
+            assert entry.updated_at.utcoffset() == dt.timedelta(0)
 
     def test_store_set_overwrites_and_increments_version(self, backend: StateBackend) -> None:
         self.register(backend, "a")
@@ -950,6 +953,41 @@ class StateBackendConformance:
             assert ids == sorted(ids)
         assert _ids(backend.query_events(EventQuery("a"))) == list(range(1, total + 1))
 
+    def test_cursor_reader_beside_writers_sees_every_event_once(
+        self, backend: StateBackend
+    ) -> None:
+        """A consumer paging with ``after=`` while others append never skips an event."""
+        self.register(backend, "a")
+        writers = max(1, self.threads - 1)
+        total = writers * self.appends_per_thread
+        done = threading.Event()
+
+        def write(i: int) -> None:
+            for _ in range(self.appends_per_thread):
+                backend.append_events([NewEvent("a", partition_key=f"w{i}")])
+
+        def read() -> list[int]:
+            seen: list[int] = []
+            deadline = time.monotonic() + 120
+            while len(seen) < total and time.monotonic() < deadline:
+                page = backend.query_events(EventQuery("a", after=seen[-1] if seen else None))
+                seen += _ids(page)
+                if not page:
+                    if done.is_set() and not backend.query_events(
+                        EventQuery("a", after=seen[-1] if seen else None)
+                    ):
+                        break
+                    time.sleep(0.001)
+            return seen
+
+        with ThreadPoolExecutor(max_workers=writers + 1) as pool:
+            reader = pool.submit(read)
+            for future in [pool.submit(write, i) for i in range(writers)]:
+                future.result(timeout=300)
+            done.set()
+            seen = reader.result(timeout=300)
+        assert seen == list(range(1, total + 1))
+
     # == event log ==========================================================================
 
     def test_append_assigns_ids_from_one(self, backend: StateBackend) -> None:
@@ -1385,6 +1423,17 @@ class StateBackendConformance:
             backend.import_events([event(2)])
         assert _ids(backend.query_events(EventQuery("a"))) == [1, 2]
 
+    def test_import_events_of_unknown_asset_imports_nothing(self, backend: StateBackend) -> None:
+        self.require(backend, "event_import")
+        self.register(backend, "a")
+        events = [
+            AssetEvent(id=1, asset_name=name, asset_uri=_uri(name), timestamp=T0)
+            for name in ("a", "missing")
+        ]
+        with pytest.raises(AssetNotFoundError, match="missing"):
+            backend.import_events(events)
+        assert backend.query_events(EventQuery("a")) == []
+
     def test_delete_events_never_reuses_ids(self, backend: StateBackend) -> None:
         self.require(backend, "event_deletion")
         self.register(backend, "a")
@@ -1392,6 +1441,20 @@ class StateBackendConformance:
         assert backend.delete_events("a", [2, 4, 9]) == 2
         assert _ids(backend.query_events(EventQuery("a"))) == [1, 3]
         assert _ids(self.append(backend, "a")) == [5]
+
+    def test_deleted_events_leave_latest_and_partitions(self, backend: StateBackend) -> None:
+        self.require(backend, "event_deletion")
+        self.register(backend, "a")
+        backend.append_events([NewEvent("a", partition_key=p) for p in ("p1", "p2", "p1")])
+        assert backend.delete_events("a", [3]) == 1
+        assert backend.latest_events(["a"])["a"].id == 2
+        assert {p: e.id for p, e in backend.latest_partition_events("a").items()} == {
+            "p1": 1,
+            "p2": 2,
+        }
+        assert backend.delete_events("a", [1, 2]) == 2
+        assert backend.latest_events(["a"]) == {}
+        assert _ids(self.append(backend, "a")) == [4]
 
     def test_import_events_of_several_assets_in_one_call(self, backend: StateBackend) -> None:
         self.require(backend, "event_import")
@@ -1435,6 +1498,21 @@ class StateBackendConformance:
         assert seen == [1, 3, 5, 7, 9, 10]
         newest_first = backend.query_events(EventQuery("a", before=9, limit=2, descending=True))
         assert _ids(newest_first) == [7, 5]
+
+    # == schema ============================================================================
+
+    def test_upgrade_is_idempotent_and_keeps_state(self, backend: StateBackend) -> None:
+        self.register(backend, "a")
+        backend.store_set("a", "k", _json(1))
+        self.append(backend, "a")
+        backend.upgrade()
+        backend.upgrade()
+        status = backend.schema_status()
+        if status:
+            assert status["current"] == status["head"]
+        entry = backend.store_get("a", "k")
+        assert entry is not None and entry.value == 1
+        assert _ids(backend.query_events(EventQuery("a"))) == [1]
 
     # == persistence (needs reopen_backend and capabilities.persistent) ====================
 

@@ -402,7 +402,7 @@ def _parse_retention(raw: Any, source: str) -> RetentionPolicy | None:
 
     if raw is None:
         return None
-    if isinstance(raw, str):
+    if isinstance(raw, str) and source.startswith("environment"):
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:

@@ -1462,6 +1462,7 @@ def _pending_events(inst: Instance, consumer: str, schedule: BaseAsset) -> _Pend
             except AssetNotFoundError:
                 asset = None
         elif isinstance(leaf, Asset):
+            assets.setdefault(leaf.name, leaf)  # a key even before it has events
             record = backend.get_asset(leaf.name)
             asset = leaf if record is not None and record.uri == leaf.uri else None
         else:  # pragma: no cover - leaves() yields only the three kinds

@@ -1,0 +1,699 @@
+"""The ibis IO manager: dataframes as database tables (DuckDB, SQLite, PostgreSQL, MySQL, ...).
+
+URI grammar:
+
+* servers: ``scheme://[user@]host[:port]/database[/schema]/table``
+  (``mysql://myhost/mydb/mytable``, ``postgresql://host/db/public/orders``);
+* file databases: the path up to the segment ending in ``.duckdb``, ``.db``, ``.sqlite`` or
+  ``.sqlite3`` is the file (three slashes: relative, four: absolute), the rest is
+  ``[schema/]table`` (``duckdb:///warehouse.duckdb/orders``, ``sqlite:////data/w.db/orders``);
+* an in-memory DuckDB: ``duckdb:///:memory:/[schema/]table``, one database per IO manager.
+
+Passwords come from the connection (``conn_id``, default ``postgres_default`` /
+``mysql_default``), never from the URI. Writes take each engine's bulk path inside one
+transaction: DuckDB inserts from a registered Arrow table, PostgreSQL runs ``COPY ... FROM
+STDIN`` fed with CSV that pyarrow renders, SQLite and MySQL use batched ``executemany``.
+A partition maps to the asset's ``partition_column``; overwriting a partition deletes and
+inserts in one transaction. Identifiers are quoted by sqlglot for each dialect and values
+travel as bound parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from assetry import AssetHandle, AssetNotFoundError, IOManager
+from assetry.clients import resolve_connection
+from assetry.uri import mask_url, uri_scheme
+from assetry.values import validate_partition_key
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import pyarrow as pa
+    from assetry import Asset, Settings
+
+__all__ = ["IbisIOManager", "TableHandle", "TableLocation", "parse_table_uri"]
+
+#: URI scheme -> ibis backend name.
+BACKEND_NAMES: dict[str, str] = {
+    "duckdb": "duckdb",
+    "sqlite": "sqlite",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+FILE_BACKENDS = frozenset({"duckdb", "sqlite"})
+FILE_SUFFIXES = (".duckdb", ".db", ".sqlite", ".sqlite3", ".ddb")
+MEMORY = ":memory:"
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
+ROWS_PER_BATCH = 50_000
+CONNECTION_KEYS = frozenset(
+    {"login", "user", "username", "password", "host", "port", "database", "schema"}
+)
+
+
+# -- URIs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    """A parsed table URI. ``database`` is the database name on a server, or the file path
+    (or ``:memory:``) of a file database."""
+
+    backend: str
+    table: str
+    database: str | None = None
+    schema: str | None = None
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    scheme: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        return self.backend in FILE_BACKENDS
+
+    def describe(self) -> str:
+        where = self.database if self.is_file else f"{self.host}/{self.database}"
+        return f"{self.backend} {where} table {'.'.join(filter(None, [self.schema, self.table]))}"
+
+
+def _segments(path: str) -> list[str]:
+    return [unquote(s) for s in path.split("/")]
+
+
+def parse_table_uri(uri: str) -> TableLocation:
+    """Parse a table URI (see the module docstring); a clear ValueError when it is malformed."""
+    scheme = uri_scheme(uri)
+    base = scheme.split("+", 1)[0]
+    backend = BACKEND_NAMES.get(base, base)
+    parts = urlsplit(uri.split("?", 1)[0])
+    if backend in FILE_BACKENDS:
+        if parts.netloc:
+            raise ValueError(
+                f"{backend} URI {mask_url(uri)!r} names a host; a file database URI has three "
+                f"slashes for a relative path ({backend}:///warehouse{FILE_SUFFIXES[0] if backend == 'duckdb' else '.db'}/table) "
+                "or four for an absolute one"
+            )
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        segments = path.split("/")
+        for i, segment in enumerate(segments):
+            name = unquote(segment)
+            if name == MEMORY or name.lower().endswith(FILE_SUFFIXES):
+                database = MEMORY if name == MEMORY else unquote("/".join(segments[: i + 1]))
+                rest = [unquote(s) for s in segments[i + 1 :] if s]
+                break
+        else:
+            raise ValueError(
+                f"{backend} URI {mask_url(uri)!r} names no database file: the path must contain "
+                f"a segment ending in {', '.join(FILE_SUFFIXES)} (or be :memory:), followed by "
+                "[schema/]table"
+            )
+        if database == MEMORY and backend != "duckdb":
+            raise ValueError(f"an in-memory database is only supported for duckdb, not {backend}")
+        if len(rest) not in (1, 2):
+            raise ValueError(
+                f"{backend} URI {mask_url(uri)!r} must name [schema/]table after the database "
+                f"file {database!r}"
+            )
+        return TableLocation(
+            backend=backend,
+            database=database,
+            schema=rest[0] if len(rest) == 2 else None,
+            table=rest[-1],
+            scheme=scheme,
+        )
+    segments = [s for s in _segments(parts.path) if s]
+    max_segments = 2 if backend == "mysql" else 3
+    if not parts.hostname or not 2 <= len(segments) <= max_segments:
+        shape = "database/table" if backend == "mysql" else "database[/schema]/table"
+        raise ValueError(
+            f"table URI {mask_url(uri)!r} must look like {scheme}://[user@]host[:port]/{shape}"
+        )
+    return TableLocation(
+        backend=backend,
+        host=parts.hostname,
+        port=parts.port,
+        user=unquote(parts.username) if parts.username else None,
+        database=segments[0],
+        schema=segments[1] if len(segments) == 3 else None,
+        table=segments[-1],
+        scheme=scheme,
+    )
+
+
+# -- the IO manager --------------------------------------------------------------------------
+
+
+@dataclass
+class _Backend:
+    """A cached ibis connection and the lock that serialises its writes."""
+
+    con: Any
+    location: TableLocation
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+class IbisIOManager(IOManager):
+    """Reads and writes dataframes as tables through ibis, with each engine's bulk path.
+
+    Options (``io_manager_options={"ibis": {...}}``): ``redirect_to`` sends every table to
+    one database (``"duckdb:///:memory:"`` for tests; a server's database and schema become
+    the DuckDB schema ``database`` or ``database_schema``); ``batch_rows`` sets the rows per
+    ``executemany``/``COPY`` chunk.
+    """
+
+    name = "ibis"
+    schemes = ("duckdb", "sqlite", "postgresql", "postgres", "mysql", "mariadb")
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        redirect_to: str | None = None,
+        batch_rows: int = ROWS_PER_BATCH,
+        **options: Any,
+    ) -> None:
+        super().__init__(settings=settings, **options)
+        self.redirect_to = redirect_to
+        if redirect_to is not None:
+            target = parse_table_uri(redirect_to.rstrip("/") + "/_")
+            if target.backend != "duckdb":
+                raise ValueError(f"redirect_to must be a duckdb URI, not {redirect_to!r}")
+        self.batch_rows = batch_rows
+        self._backends: dict[tuple[Any, ...], _Backend] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def serves(cls, scheme: str) -> bool:
+        base = scheme.split("+", 1)[0]
+        if base in BACKEND_NAMES:
+            return True
+        from importlib.metadata import entry_points
+
+        return base in {ep.name for ep in entry_points(group="ibis.backends")}
+
+    def locate(self, uri: str) -> TableLocation:
+        """The table ``uri`` names (after ``redirect_to``)."""
+        loc = parse_table_uri(uri)
+        if self.redirect_to is None:
+            return loc
+        target = parse_table_uri(self.redirect_to.rstrip("/") + "/_")
+        schema = loc.schema if loc.is_file else "_".join(filter(None, [loc.database, loc.schema]))
+        return replace(target, schema=schema, table=loc.table)
+
+    def open(
+        self, asset: Asset, partition: str | None = None, *, conn_id: str | None = None
+    ) -> TableHandle:
+        if partition is not None:
+            validate_partition_key(partition)
+            if not asset.partition_column:
+                raise ValueError(
+                    f"asset {asset.name!r} has no partition_column, so partition {partition!r} "
+                    "cannot map to a column; declare Asset(..., partition_column='...')"
+                )
+        try:
+            loc = self.locate(asset.uri)
+        except ValueError as exc:
+            raise ValueError(f"asset {asset.name!r}: {exc}") from None
+        backend = self._backend(loc, conn_id if self.redirect_to is None else None)
+        return TableHandle(self, asset, partition, loc, backend)
+
+    def _backend(self, loc: TableLocation, conn_id: str | None) -> _Backend:
+        if loc.is_file:
+            key: tuple[Any, ...] = (loc.backend, loc.database)
+        else:
+            key = (loc.backend, conn_id, loc.host, loc.port, loc.user, loc.database)
+        with self._lock:
+            cached = self._backends.get(key)
+            if cached is None:
+                cached = _Backend(self._connect(loc, conn_id), loc)
+                self._backends[key] = cached
+            return cached
+
+    def _connect(self, loc: TableLocation, conn_id: str | None) -> Any:
+        import ibis
+
+        if loc.backend == "duckdb":
+            if loc.database != MEMORY:
+                os.makedirs(os.path.dirname(os.path.abspath(loc.database or ".")), exist_ok=True)
+            return ibis.duckdb.connect(loc.database or MEMORY)
+        if loc.backend == "sqlite":
+            import sqlite3
+
+            assert loc.database is not None
+            os.makedirs(os.path.dirname(os.path.abspath(loc.database)), exist_ok=True)
+            # our own handle: usable from any thread, transactions under our control
+            raw = sqlite3.connect(loc.database, check_same_thread=False, isolation_level=None)
+            return ibis.sqlite.from_connection(raw)
+        conn = resolve_connection(loc.scheme or loc.backend, conn_id, self.settings)
+        params: dict[str, Any] = {
+            "host": loc.host or (conn.host if conn else None),
+            "port": loc.port or (conn.port if conn else None) or DEFAULT_PORTS.get(loc.backend),
+            "user": loc.user or (conn.login if conn else None),
+            "database": loc.database,
+        }
+        if conn is not None:
+            if conn.password:
+                params["password"] = conn.password
+            params.update({k: v for k, v in conn.options.items() if k not in CONNECTION_KEYS})
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            module = getattr(ibis, loc.backend)
+        except AttributeError:
+            raise ValueError(f"ibis has no backend {loc.backend!r}") from None
+        with warnings.catch_warnings():
+            # MariaDB without time zone tables cannot take "UTC"; ibis warns and goes on
+            warnings.filterwarnings("ignore", message="Unable to set session timezone")
+            try:
+                return module.connect(**params)
+            except Exception as exc:
+                safe = {k: v for k, v in params.items() if k != "password"}
+                raise ConnectionError(
+                    f"cannot connect to {loc.backend} with {safe} "
+                    f"(connection {conn.conn_id if conn else None!r}): {exc}"
+                ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            backends, self._backends = list(self._backends.values()), {}
+        for cached in backends:
+            with contextlib.suppress(Exception):
+                cached.con.disconnect()
+
+
+# -- the handle ------------------------------------------------------------------------------
+
+
+class TableHandle(AssetHandle):
+    """A handle on one table (and partition)."""
+
+    def __init__(
+        self,
+        manager: IbisIOManager,
+        asset: Asset,
+        partition: str | None,
+        location: TableLocation,
+        backend: _Backend,
+    ) -> None:
+        super().__init__(asset, partition)
+        self.manager = manager
+        self.location = location
+        self._backend = backend
+        self.con = backend.con
+        self.partition_column = asset.partition_column
+
+    def __repr__(self) -> str:
+        part = f", partition={self.partition!r}" if self.partition is not None else ""
+        return f"TableHandle({mask_url(self.asset.uri)!r}{part})"
+
+    # -- names -------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Any:
+        return self.con.dialect
+
+    def _ident(self, name: str) -> str:
+        import sqlglot as sg
+
+        return sg.to_identifier(name, quoted=True).sql(self.dialect)
+
+    @property
+    def qualified_name(self) -> str:
+        """The table's quoted, schema-qualified name in the engine's dialect."""
+        import sqlglot as sg
+
+        return sg.table(self.location.table, db=self.location.schema, quoted=True).sql(self.dialect)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _table(self) -> ir.Table:
+        from ibis.common.exceptions import TableNotFound
+
+        try:
+            return self.con.table(self.location.table, database=self.location.schema)
+        except TableNotFound:
+            raise AssetNotFoundError(
+                f"asset {self.asset.name!r}: the table {self.location.describe()} does not exist "
+                "yet; write it first (exists() tells)"
+            ) from None
+
+    def to_ibis(self) -> ir.Table:
+        """The table (filtered to the partition) as a lazy ibis expression."""
+        import ibis
+
+        table = self._table()
+        if self.partition is None:
+            return table
+        assert self.partition_column is not None
+        column = table[self.partition_column]
+        return table.filter(column == ibis.literal(self.partition).cast(column.type()))
+
+    def to_pyarrow(self) -> pa.Table:
+        with self._backend.lock:
+            return self.to_ibis().to_pyarrow()
+
+    def exists(self) -> bool:
+        with self._backend.lock:
+            try:
+                expr = self.to_ibis()
+            except AssetNotFoundError:
+                return False
+            if self.partition is None:
+                return True
+            return bool(expr.limit(1).count().execute())
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _prepare(self, data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
+        """Add or check the partition column."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.partition is None:
+            return data
+        col = self.partition_column
+        assert col is not None
+        if col not in data.schema.names:
+            table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+            return table.append_column(
+                col, pa.array([self.partition] * table.num_rows, pa.string())
+            )
+        table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+        values = pc.cast(table.column(col), pa.string())
+        wrong = pc.sum(pc.fill_null(pc.not_equal(values, self.partition), True)).as_py()
+        if wrong:
+            raise ValueError(
+                f"asset {self.asset.name!r}: writing partition {self.partition!r} but "
+                f"{wrong} row(s) have another value in column {col!r}"
+            )
+        return table
+
+    def _columns(self) -> list[str] | None:
+        """The table's columns, or None if it does not exist."""
+        from ibis.common.exceptions import TableNotFound
+
+        try:
+            return list(
+                self.con.get_schema(self.location.table, database=self.location.schema).names
+            )
+        except TableNotFound:
+            return None
+
+    def _ensure_table(self, schema: pa.Schema) -> list[str]:
+        """Create the table from the Arrow schema on first write; return its columns."""
+        columns = self._columns()
+        if columns is not None:
+            return columns
+        import ibis
+        import sqlglot as sg
+        import sqlglot.expressions as sge
+
+        defs = ibis.Schema.from_pyarrow(schema).to_sqlglot_column_defs(self.dialect)
+        create = sge.Create(
+            kind="TABLE",
+            exists=True,
+            this=sge.Schema(
+                this=sg.table(self.location.table, db=self.location.schema, quoted=True),
+                expressions=defs,
+            ),
+        )
+        with self._cursor() as cur:
+            if self.location.backend == "duckdb" and self.location.schema:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._ident(self.location.schema)}")
+            cur.execute(create.sql(self.dialect))
+        self._commit_ddl()
+        return list(schema.names)
+
+    def _commit_ddl(self) -> None:
+        raw = self.con.con
+        if self.location.backend in {"postgres", "mysql"} and not _autocommit(raw):
+            raw.commit()
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        cur = self.con.con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _delete_sql(self, placeholder: str) -> str:
+        import sqlglot as sg
+        import sqlglot.expressions as sge
+
+        stmt = sge.delete(sg.table(self.location.table, db=self.location.schema, quoted=True))
+        if self.partition is not None:
+            assert self.partition_column is not None
+            stmt = stmt.where(
+                sg.column(self.partition_column, quoted=True).eq(sge.var(placeholder))
+            )
+        return stmt.sql(self.dialect)
+
+    def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
+        data = self._prepare(data)
+        with self._backend.lock:
+            columns = self._ensure_table(data.schema)
+            extra = [c for c in data.schema.names if c not in columns]
+            if extra:
+                raise ValueError(
+                    f"asset {self.asset.name!r}: the table {self.location.describe()} has no "
+                    f"column(s) {', '.join(extra)} (it has {', '.join(columns)}); overwrite "
+                    "cannot change a table's columns, drop the table to start over"
+                )
+            writer = {
+                "duckdb": self._write_duckdb,
+                "postgres": self._write_postgres,
+                "sqlite": self._write_sqlite,
+                "mysql": self._write_mysql,
+            }.get(self.location.backend, self._write_generic)
+            return writer(data, mode == "overwrite")
+
+    # DuckDB: register the Arrow data, INSERT ... BY NAME SELECT, in one transaction
+    def _write_duckdb(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
+        view = f"__assetry_{uuid.uuid4().hex}"
+        cur = self.con.con.cursor()
+        try:
+            cur.register(view, data)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if overwrite:
+                    params = [self.partition] if self.partition is not None else []
+                    cur.execute(self._delete_sql("?"), params)
+                cur.execute(
+                    f"INSERT INTO {self.qualified_name} BY NAME SELECT * FROM {self._ident(view)}"
+                )
+                row = cur.fetchone()
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cur.execute("ROLLBACK")
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                cur.unregister(view)
+            cur.close()
+        return int(row[0]) if row else _num_rows(data), None
+
+    # PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction
+    def _write_postgres(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
+        raw = self.con.con
+        names = list(data.schema.names)
+        cols = ", ".join(self._ident(n) for n in names)
+        text = all(_csv_safe(f.type) for f in data.schema)
+        copy_sql = f"COPY {self.qualified_name} ({cols}) FROM STDIN" + (
+            " (FORMAT csv)" if text else ""
+        )
+        rows = nbytes = 0
+        with raw.transaction(), raw.cursor() as cur:
+            if overwrite:
+                params = [self.partition] if self.partition is not None else []
+                cur.execute(self._delete_sql("%s"), params)
+            with cur.copy(copy_sql) as copy:
+                if text:
+                    for chunk, n in _csv_chunks(data, self.manager.batch_rows):
+                        copy.write(chunk)
+                        rows += n
+                        nbytes += len(chunk)
+                else:
+                    for batch in _batches(data, self.manager.batch_rows):
+                        for row in _python_rows(batch, naive_utc=False):
+                            copy.write_row(row)
+                        rows += batch.num_rows
+        return rows, (nbytes or None)
+
+    # SQLite: executemany in one IMMEDIATE transaction
+    def _write_sqlite(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
+        raw = self.con.con
+        names = list(data.schema.names)
+        insert = (
+            f"INSERT INTO {self.qualified_name} ({', '.join(self._ident(n) for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)})"
+        )
+        rows = 0
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            if overwrite:
+                raw.execute(self._delete_sql("?"), [self.partition] if self.partition else [])
+            for batch in _batches(data, self.manager.batch_rows):
+                raw.executemany(insert, _python_rows(batch, naive_utc=False, text_times=True))
+                rows += batch.num_rows
+            raw.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                raw.execute("ROLLBACK")
+            raise
+        return rows, None
+
+    # MySQL / MariaDB: multi-row INSERTs (executemany) in one transaction
+    def _write_mysql(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
+        raw = self.con.con
+        names = list(data.schema.names)
+        insert = (
+            f"INSERT INTO {self.qualified_name} ({', '.join(self._ident(n) for n in names)}) "
+            f"VALUES ({', '.join('%s' for _ in names)})"
+        )
+        rows = 0
+        cur = raw.cursor()
+        try:
+            cur.execute("START TRANSACTION")
+            try:
+                if overwrite:
+                    cur.execute(self._delete_sql("%s"), [self.partition] if self.partition else [])
+                for batch in _batches(data, self.manager.batch_rows):
+                    cur.executemany(insert, _python_rows(batch, naive_utc=True))
+                    rows += batch.num_rows
+                raw.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    raw.rollback()
+                raise
+        finally:
+            cur.close()
+        return rows, None
+
+    # any other ibis backend: ibis's own insert (not transactional across delete + insert)
+    def _write_generic(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
+        import ibis
+        import pyarrow as pa
+
+        table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+        if overwrite and self.partition is not None:
+            import sqlglot.expressions as sge
+
+            delete = self._delete_sql("__p__").replace(
+                "__p__", sge.convert(self.partition).sql(self.dialect)
+            )
+            self.con.raw_sql(delete)
+            overwrite = False
+        self.con.insert(
+            self.location.table,
+            ibis.memtable(table),
+            database=self.location.schema,
+            overwrite=overwrite,
+        )
+        return table.num_rows, None
+
+
+# -- data conversion -------------------------------------------------------------------------
+
+
+def _autocommit(raw: Any) -> bool:
+    getter = getattr(raw, "get_autocommit", None)  # MySQLdb
+    return bool(getter() if callable(getter) else getattr(raw, "autocommit", False))
+
+
+def _num_rows(data: Any) -> int:
+    return int(getattr(data, "num_rows", 0))
+
+
+def _batches(data: pa.Table | pa.RecordBatchReader, size: int) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    source = data.to_batches(max_chunksize=size) if isinstance(data, pa.Table) else data
+    for batch in source:
+        if batch.num_rows <= size:
+            yield batch
+            continue
+        for start in range(0, batch.num_rows, size):
+            yield batch.slice(start, size)
+
+
+def _csv_safe(dtype: pa.DataType) -> bool:
+    """Whether PostgreSQL parses pyarrow's CSV rendering of ``dtype`` back to the value."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_dictionary(dtype):
+        return _csv_safe(dtype.value_type)
+    return bool(
+        t.is_integer(dtype)
+        or t.is_floating(dtype)
+        or t.is_boolean(dtype)
+        or t.is_string(dtype)
+        or t.is_large_string(dtype)
+        or t.is_date(dtype)
+        or t.is_timestamp(dtype)
+        or t.is_time(dtype)
+        or t.is_decimal(dtype)
+        or t.is_null(dtype)
+    )
+
+
+def _csv_chunks(data: pa.Table | pa.RecordBatchReader, size: int) -> Iterator[tuple[bytes, int]]:
+    """CSV (no header; nulls as unquoted empty fields, strings always quoted) per batch."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
+    for batch in _batches(data, size):
+        if any(pa.types.is_dictionary(f.type) for f in batch.schema):
+            batch = pa.RecordBatch.from_arrays(
+                [
+                    col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+                    for col in batch.columns
+                ],
+                names=batch.schema.names,
+            )
+        buffer = io.BytesIO()
+        pcsv.write_csv(batch, buffer, write_options=options)
+        yield buffer.getvalue(), batch.num_rows
+
+
+def _python_rows(
+    batch: pa.RecordBatch, *, naive_utc: bool, text_times: bool = False
+) -> list[tuple[Any, ...]]:
+    """The batch's rows as tuples of Python values the DB-API drivers accept."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    columns = []
+    for field_, column in zip(batch.schema, batch.columns, strict=True):
+        values = column.to_pylist()
+        dtype = field_.type
+        if pa.types.is_timestamp(dtype) and dtype.tz is not None and naive_utc:
+            values = [
+                v.astimezone(dt.UTC).replace(tzinfo=None) if v is not None else None for v in values
+            ]
+        if text_times and (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)):
+            values = [
+                v.isoformat(sep=" ")
+                if isinstance(v, dt.datetime)
+                else (v.isoformat() if v is not None else None)
+                for v in values
+            ]
+        if pa.types.is_decimal(dtype) and text_times:
+            values = [str(v) if v is not None else None for v in values]
+        columns.append(values)
+    return list(zip(*columns, strict=True)) if columns else []

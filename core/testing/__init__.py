@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .conformance import StateBackendConformance
+    from .io_conformance import IOManagerConformance
 
-__all__ = ["StateBackendConformance"]
+__all__ = ["IOManagerConformance", "StateBackendConformance"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from .conformance import StateBackendConformance
 
         return StateBackendConformance
+    if name == "IOManagerConformance":
+        from .io_conformance import IOManagerConformance
+
+        return IOManagerConformance
     raise AttributeError(f"module 'assetry.testing' has no attribute {name!r}")

@@ -155,8 +155,9 @@ class Asset(BaseAsset):
         )
 
     @staticmethod
-    def ref(*, name: str | None = None, uri: str | None = None) -> AssetRef:
-        """A reference to an asset by name or by URI, resolved when a task runs."""
+    def ref(name: str | None = None, *, uri: str | None = None) -> AssetRef:
+        """A reference to an asset by name (``Asset.ref("example")``) or by URI, resolved
+        when a task runs."""
         if (name is None) == (uri is None):
             raise TypeError("Asset.ref() takes exactly one of name= or uri=")
         if name is not None:

@@ -347,6 +347,8 @@ class Instance:
         page_size: int = 1000,
     ) -> Iterator[AssetEvent]:
         """Every event of ``asset`` after ``after``, fetched page by page."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError(f"page_size must be a positive int, got {page_size!r}")
         name = asset.name if isinstance(asset, Asset) else self._name(asset)
         cursor = after
         while True:

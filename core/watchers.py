@@ -22,9 +22,8 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .backend import NewEvent
-from .config import default_conn_id
 from .errors import StoreValueError
-from .instance import current_instance, use_instance
+from .instance import use_instance
 from .models import Asset, AssetEvent, AssetWatcher
 from .runtime import BufferedAssetStore, StoreBuffer
 from .store import AssetStore
@@ -80,18 +79,9 @@ class ObjectStorageTrigger(Trigger):
     def _filesystem(self) -> tuple[Any, str]:
         from fsspec.core import url_to_fs
 
-        scheme = uri_scheme(self.prefix_uri)
-        conn_id = self.conn_id or default_conn_id(scheme)
-        options: dict[str, Any] = {}
-        if conn_id is not None:
-            connection = current_instance().connection(conn_id)
-            if connection is not None:
-                options = dict(connection.storage_options)
-            elif self.conn_id is not None:
-                raise LookupError(
-                    f"connection {conn_id!r} for {self.prefix_uri!r} is not configured; "
-                    f"set ASSETRY_CONN_{conn_id.upper()}"
-                )
+        from .clients import storage_options_for
+
+        options = storage_options_for(self.prefix_uri, self.conn_id)
         fs, root = url_to_fs(self.prefix_uri, **options)
         return fs, root.rstrip("/")
 
@@ -101,9 +91,12 @@ class ObjectStorageTrigger(Trigger):
         seen = state.items()
         found = fs.find(root, detail=True) if fs.exists(root) else {}
         for path, info in sorted(found.items()):
+            if not info:  # find() on a single object lists it without details
+                info = fs.info(path)
             if info.get("type") == "directory":
                 continue
             relative = path[len(root) :].lstrip("/") if path.startswith(root) else path
+            relative = relative or path.rsplit("/", 1)[-1]  # the prefix is the object itself
             signature = _signature(info)
             key = _state_key(relative)
             previous = seen.get(key)

@@ -41,10 +41,11 @@ def main(
 
 
 def _register_commands() -> None:
-    from . import cli_ops, cli_state
+    from . import cli_ops, cli_state, demo
 
     cli_state.register(main)
     cli_ops.register(main)
+    demo.register(main)
 
 
 _register_commands()

@@ -318,9 +318,9 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
     from .instance import Instance
 
     checks: list[Check] = []
-    name = settings.backend or plugins.backend_for_url(settings.backend_url or "")
     where = mask_url(settings.backend_url or "") or "(no url)"
     try:
+        name = settings.backend or plugins.backend_for_url(settings.backend_url or "")
         cls = plugins.backends.load(name)
     except AssetryError as exc:
         checks.append(
@@ -328,7 +328,7 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
                 "state backend plugin",
                 "fail",
                 one_line(exc),
-                f"install the package that provides the {name!r} backend, or configure another "
+                "install the package that provides the backend, or configure another "
                 "(`assetry backends` lists the installed ones)",
             )
         )

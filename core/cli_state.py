@@ -330,10 +330,11 @@ def store_set(
         validate_key(key)
     with _bad_input("VALUE"):
         encode_value(decoded, max_bytes=inst.max_value_bytes)
+    part = _partition(partition)
     record = _record(inst.backend, asset)
     target = inst.asset_store(record.name)
-    if partition is not None:
-        target = target.partition(_partition(partition) or "")
+    if part is not None:
+        target = target.partition(part)
     if if_absent or expected_version is not None:
         version = target.compare_and_set(
             key, decoded, expected_version=None if if_absent else expected_version

@@ -320,7 +320,7 @@ def store_set(
     if_absent: bool,
     expected_version: int | None,
 ) -> None:
-    """Set KEY to VALUE (JSON; ``-`` reads standard input). Same rules as the Python API:
+    """Set KEY to VALUE (JSON, or - to read standard input). Same rules as the Python API:
     no null, no NaN/Infinity, bounded size."""
     if if_absent and expected_version is not None:
         raise click.UsageError("give --if-absent or --expected-version, not both")

@@ -1,0 +1,485 @@
+"""Database URLs, engines, connections, transactions and retries of the sql backend.
+
+Every connection is in driver autocommit: a single statement (a read, an upsert) is one
+round trip and commits on its own, and a multi-statement write is an explicit
+``BEGIN`` ... ``COMMIT`` (``BEGIN IMMEDIATE`` on SQLite, so writers queue on the busy
+timeout instead of failing on a lock upgrade). Each thread keeps one pooled connection
+for the life of the backend, so the pool's pre-ping runs when a connection is checked out,
+not on every operation; a kept connection whose server hung up while it was idle (a
+restart) is noticed before anything is sent on it, by a non-blocking look at its socket.
+
+Failures are retried only when that cannot apply a change twice: reads, transactions that
+failed before ``COMMIT``, and deadlocks or serialisation failures the server rolled back.
+A connection lost while a change was being committed is a :class:`BackendUnavailableError`
+that says the outcome is unknown; a server that stays unreachable is one that names the
+(masked) URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from assetry.config import default_conn_id, load_settings
+from assetry.errors import BackendUnavailableError, ConfigurationError
+from assetry.plugins import INSTALL_HINTS
+from assetry.uri import mask_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["Database", "Held", "resolve_url"]
+
+T = TypeVar("T")
+
+#: The driver used for a URL that names none, per database.
+DEFAULT_DRIVERS = {
+    "sqlite": "pysqlite",
+    "postgresql": "psycopg",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+}
+#: The drivers the backend is written for.
+SUPPORTED_DRIVERS = {
+    "sqlite": ("pysqlite",),
+    "postgresql": ("psycopg",),
+    "mysql": ("pymysql", "mysqldb"),
+    "mariadb": ("pymysql", "mysqldb"),
+}
+_FAMILIES = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN", "mysql": "BEGIN"}
+# Errors after which the server has rolled the statement or transaction back.
+_PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+_MYSQL_RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
+_MAX_CONFLICT_RETRIES = 30
+
+
+def resolve_url(url: str, conn_id: str | None = None) -> sa.URL:
+    """Parse a database URL, pick the driver (``postgresql://`` -> psycopg, ``mysql://`` /
+    ``mariadb://`` -> PyMySQL) and fill missing credentials from the named connection
+    (``postgres_default`` / ``mysql_default`` unless ``conn_id`` names another)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise ConfigurationError(
+            f"{mask_url(url)!r} is not a database URL; use sqlite:///path/state.db, "
+            "postgresql://user@host/db or mysql://user@host/db"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    if backend not in DEFAULT_DRIVERS:
+        raise ConfigurationError(
+            f"the sql backend serves sqlite, postgresql and mysql/mariadb URLs, not "
+            f"{parsed.drivername!r} ({mask_url(url)})"
+        )
+    driver = driver or DEFAULT_DRIVERS[backend]
+    if driver not in SUPPORTED_DRIVERS[backend]:
+        choices = ", ".join(f"{backend}+{d}://" for d in SUPPORTED_DRIVERS[backend])
+        raise ConfigurationError(
+            f"the sql backend talks to {backend} through {choices}, not {backend}+{driver}://"
+        )
+    parsed = parsed.set(drivername=f"{backend}+{driver}")
+    if backend != "sqlite":
+        parsed = _with_connection_credentials(parsed, backend, conn_id)
+    return parsed
+
+
+def _with_connection_credentials(url: sa.URL, backend: str, conn_id: str | None) -> sa.URL:
+    if url.password is not None and conn_id is None:
+        return url
+    cid = conn_id or default_conn_id(backend)
+    connection = load_settings().connection(cid) if cid else None
+    if connection is None:
+        if conn_id is not None:
+            raise ConfigurationError(
+                f"connection {conn_id!r} is not configured; set ASSETRY_CONN_{conn_id.upper()} "
+                "or add it under [tool.assetry.connections]"
+            )
+        return url
+    changes: dict[str, Any] = {}
+    if url.username is None and connection.login:
+        changes["username"] = connection.login
+    login = changes.get("username", url.username)
+    if url.password is None and connection.password and login in (None, connection.login):
+        changes["password"] = connection.password
+    if url.host is None and connection.host:
+        changes["host"] = connection.host
+    if url.port is None and connection.port:
+        changes["port"] = connection.port
+    if url.database is None and connection.database:
+        changes["database"] = connection.database
+    return url.set(**changes) if changes else url
+
+
+@dataclass(slots=True)
+class Held:
+    """A connection kept by one thread: the SQLAlchemy connection and its DBAPI connection."""
+
+    conn: sa.Connection
+    raw: Any
+    fd: int | None
+
+
+class _OutcomeUnknown(Exception):
+    """The connection broke while a COMMIT was in flight."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class Database:
+    """One engine and the connections the backend's threads keep on it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        conn_id: str | None = None,
+        busy_timeout: float = 30.0,
+        pool_size: int = 5,
+        max_overflow: int = 20,
+        connect_timeout: float = 10.0,
+        retry_timeout: float = 10.0,
+        echo: bool = False,
+    ) -> None:
+        self.url = resolve_url(url, conn_id)
+        backend = self.url.get_backend_name()
+        self.family = _FAMILIES[backend]
+        self.memory = self.family == "sqlite" and self.url.database in (None, "", ":memory:")
+        self.masked_url = mask_url(self.url.render_as_string(hide_password=False))
+        self.retry_timeout = retry_timeout
+        self.busy_timeout = busy_timeout
+        self._password = self.url.password
+        self._begin = _BEGIN[self.family]
+        self.engine = self._create_engine(
+            busy_timeout=busy_timeout,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_timeout=connect_timeout,
+            echo=echo,
+        )
+        self.dialect = self.engine.dialect
+        self._dbapi_error: type[BaseException] = self.dialect.loaded_dbapi.Error
+        self._local = threading.local()
+        self._held: dict[int, tuple[threading.Thread, Held]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._connected_once = False
+        self._closed = False
+        # An in-memory SQLite database is one connection: its users take turns.
+        self.serial: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.memory else contextlib.nullcontext()
+        )
+        self._shared: Held | None = None
+
+    # -- engine --------------------------------------------------------------------------
+
+    def _create_engine(
+        self,
+        *,
+        busy_timeout: float,
+        pool_size: int,
+        max_overflow: int,
+        connect_timeout: float,
+        echo: bool,
+    ) -> sa.Engine:
+        options: dict[str, Any] = {
+            "isolation_level": "AUTOCOMMIT",
+            "pool_pre_ping": True,
+            "echo": echo,
+        }
+        connect_args: dict[str, Any] = {}
+        query = self.url.query
+        if self.family == "sqlite":
+            connect_args["check_same_thread"] = False
+            if self.memory:
+                options["poolclass"] = StaticPool
+            else:
+                options.update(pool_size=pool_size, max_overflow=max_overflow)
+                self._make_parent_folder()
+        else:
+            options.update(pool_size=pool_size, max_overflow=max_overflow)
+            if "connect_timeout" not in query:
+                connect_args["connect_timeout"] = max(1, round(connect_timeout))
+            if self.family == "postgresql" and "application_name" not in query:
+                connect_args["application_name"] = "assetry"
+            if self.family == "mysql" and "charset" not in query:
+                connect_args["charset"] = "utf8mb4"
+        options["connect_args"] = connect_args
+        try:
+            engine = sa.create_engine(self.url, **options)
+        except ImportError as exc:
+            hint = INSTALL_HINTS.get(self.url.get_backend_name(), f"pip install {exc.name}")
+            raise ConfigurationError(
+                f"the driver for {self.masked_url} is not installed ({exc}); try: {hint}"
+            ) from None
+        sa.event.listen(engine, "connect", self._on_connect(busy_timeout))
+        return engine
+
+    def _make_parent_folder(self) -> None:
+        path = Path(self.url.database or "").expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the folder of the state database {path}: {exc.strerror}"
+            ) from None
+
+    def _on_connect(self, busy_timeout: float) -> Callable[[Any, Any], None]:
+        family, memory = self.family, self.memory
+
+        def prepare(dbapi_connection: Any, _record: Any) -> None:
+            if family == "sqlite":
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                    cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.close()
+            elif family == "mysql":
+                cursor = dbapi_connection.cursor()
+                # Consistent reads in INSERT ... SELECT, no gap locks between upserts.
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cursor.close()
+
+        return prepare
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _kept(self) -> Held:
+        """This thread's connection, (re)opened when missing, broken or hung up on."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        held = self._shared if self.memory else getattr(self._local, "held", None)
+        if held is not None:
+            if held.conn.invalidated or held.conn.closed:
+                self._drop(held)
+                held = None
+            elif held.fd is not None and _peer_hung_up(held.fd):
+                held.conn.invalidate()
+                self._drop(held)
+                held = None
+        return held if held is not None else self._open()
+
+    def _open(self) -> Held:
+        if self._closed:
+            raise BackendUnavailableError(f"the state backend on {self.masked_url} was closed")
+        self._reap()
+        conn = self.engine.connect()
+        raw = conn.connection.dbapi_connection
+        held = Held(conn, raw, _socket_fd(raw) if self.family != "sqlite" else None)
+        if self.memory:
+            self._shared = held
+        else:
+            self._local.held = held
+            thread = threading.current_thread()
+            with self._lock:
+                self._held[thread.ident or 0] = (thread, held)
+        self._connected_once = True
+        return held
+
+    def _drop(self, held: Held) -> None:
+        with contextlib.suppress(Exception):
+            held.conn.close()
+        if self.memory:
+            self._shared = None
+        elif getattr(self._local, "held", None) is held:
+            self._local.held = None
+            with self._lock:
+                self._held.pop(threading.get_ident(), None)
+
+    def _reap(self) -> None:
+        """Give back the connections of threads that have ended."""
+        with self._lock:
+            dead = [k for k, (thread, _) in self._held.items() if not thread.is_alive()]
+            gone = [self._held.pop(k)[1] for k in dead]
+        for held in gone:
+            with contextlib.suppress(Exception):
+                held.conn.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's connections without closing them."""
+        self.engine.dispose(close=False)
+        self._local = threading.local()
+        self._held = {}
+        self._lock = threading.Lock()
+        self._shared = None
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Close every kept connection and the engine."""
+        self._closed = True
+        with self._lock:
+            kept = [held for _, held in self._held.values()]
+            self._held.clear()
+        if self._shared is not None:
+            kept.append(self._shared)
+            self._shared = None
+        for held in kept:
+            with contextlib.suppress(Exception):
+                held.conn.close()
+        self._local = threading.local()
+        self.engine.dispose()
+
+    # -- running work ------------------------------------------------------------------------
+
+    def run(self, work: Callable[[Held], T], *, repeatable: bool = True) -> T:
+        """Run ``work`` on this thread's connection, retrying what is safe to retry.
+
+        ``repeatable`` says whether ``work`` may run again after its connection broke in
+        the middle of it (reads; not a single-statement write that may have committed).
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            with self.serial:
+                try:
+                    held = self._kept()
+                except sa.exc.DBAPIError as exc:
+                    error: BaseException = exc
+                    if not self._connected_once:
+                        raise self.unavailable(exc) from None
+                else:
+                    try:
+                        return work(held)
+                    except Exception as exc:
+                        kind = self._classify(exc, held)
+                        if kind is None:
+                            raise
+                        if kind != "conflict":
+                            self._drop(held)
+                        if kind == "unknown" or (kind == "disconnect" and not repeatable):
+                            cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc
+                            raise self.unavailable(cause, outcome_unknown=True) from None
+                        if kind == "locked":
+                            raise self.locked(exc) from None
+                        error = exc
+                        if kind == "conflict":
+                            attempt += 1
+                            if attempt > _MAX_CONFLICT_RETRIES:
+                                raise
+                            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                            continue
+            attempt += 1
+            if time.monotonic() - started > self.retry_timeout:
+                raise self.unavailable(error) from None
+            time.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))
+
+    def transaction(self, work: Callable[[Held, Any], T]) -> T:
+        """Run ``work(held, cursor)`` between BEGIN and COMMIT; retried as a whole when the
+        server rolled it back (deadlock) or the connection broke before COMMIT."""
+
+        def attempt(held: Held) -> T:
+            cursor = held.raw.cursor()
+            try:
+                cursor.execute(self._begin)
+                try:
+                    result = work(held, cursor)
+                except BaseException:
+                    self._rollback(held, cursor)
+                    raise
+                try:
+                    cursor.execute("COMMIT")
+                except Exception as exc:
+                    if self._classify(exc, held) in ("disconnect", "unknown"):
+                        raise _OutcomeUnknown(exc) from exc
+                    self._rollback(held, cursor)
+                    raise
+                return result
+            finally:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+
+        return self.run(attempt)
+
+    def _rollback(self, held: Held, cursor: Any) -> None:
+        try:
+            cursor.execute("ROLLBACK")
+        except Exception:
+            held.conn.invalidate()
+
+    def _classify(self, exc: BaseException, held: Held) -> str | None:
+        """``disconnect``, ``conflict`` (rolled back by the server), ``locked`` (SQLite's
+        busy timeout ran out), ``unknown`` (lost during COMMIT), or ``None``: not ours to
+        handle."""
+        if isinstance(exc, _OutcomeUnknown):
+            return "unknown"
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        if not isinstance(orig, self._dbapi_error):
+            return None
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            return "disconnect"
+        if self.family == "sqlite":
+            return "locked" if "locked" in str(orig) else None
+        if self.dialect.is_disconnect(orig, held.raw, None):  # type: ignore[arg-type]
+            return "disconnect"
+        if self.family == "postgresql":
+            return "conflict" if getattr(orig, "sqlstate", None) in _PG_RETRYABLE else None
+        code = orig.args[0] if orig.args else None
+        return "conflict" if code in _MYSQL_RETRYABLE else None
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        line = text.strip().splitlines()[0] if text.strip() else text
+        if self._password:
+            line = line.replace(self._password, "***")
+        return line
+
+    def unavailable(
+        self, exc: BaseException, *, outcome_unknown: bool = False
+    ) -> BackendUnavailableError:
+        """The error for a server that cannot be reached (or was lost mid-write)."""
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        detail = self._scrub(str(orig)) or type(orig).__name__
+        if outcome_unknown:
+            return BackendUnavailableError(
+                f"the connection to the state database {self.masked_url} was lost while a "
+                f"change was being committed ({detail}); it may or may not have been "
+                "applied: read the state again before retrying"
+            )
+        return BackendUnavailableError(
+            f"cannot reach the state database {self.masked_url} ({detail}); check that the "
+            f"server is running and that the URL and credentials are right"
+        )
+
+    def locked(self, exc: BaseException) -> BackendUnavailableError:
+        """The error for a SQLite database another writer kept locked too long."""
+        return BackendUnavailableError(
+            f"the state database {self.masked_url} stayed locked by another writer for more "
+            f"than busy_timeout={self.busy_timeout:g} s; retry later or raise busy_timeout"
+        )
+
+
+def _socket_fd(raw: Any) -> int | None:
+    """The socket of a DBAPI connection (psycopg's ``fileno()``, PyMySQL's socket)."""
+    for get in (lambda: raw.fileno(), lambda: raw._sock.fileno()):
+        try:
+            fd = get()
+        except Exception:
+            continue
+        if isinstance(fd, int) and fd >= 0:
+            return fd
+    return None
+
+
+def _peer_hung_up(fd: int) -> bool:
+    """Whether an idle connection's socket is readable: the server closed it or sent a
+    farewell (PostgreSQL's "terminating connection"), as after a restart."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True

@@ -1,0 +1,241 @@
+"""The statements on the backend's hot paths, built with SQLAlchemy Core and compiled once.
+
+Store reads and writes and event appends are a few fixed statements run very often. They
+are written here as Core constructs, compiled once per engine by its dialect (upserts are
+the dialect's native ``ON CONFLICT`` / ``ON DUPLICATE KEY UPDATE``), and run on the DBAPI
+cursor with their parameters in the compiled order. That skips the per-call execution
+machinery, which would otherwise cost more than the statement itself on SQLite and a
+large share of a loopback round trip on the servers. Every other query goes through
+``Connection.execute`` as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from .schema import Digest, KeyText, LongText, NameText, alias_targets, assets, event_aliases
+from .schema import events as events_table
+from .schema import store as store_table
+
+__all__ = ["Sql", "Statements"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A statement compiled for one dialect: its text and the order of its parameters."""
+
+    text: str
+    names: tuple[str, ...]
+    positional: bool
+
+    @classmethod
+    def compile(cls, statement: sa.Executable, dialect: Dialect) -> Sql:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        if compiled.positional:
+            names = tuple(compiled.positiontup or ())
+        else:
+            names = tuple(compiled.bind_names.values())
+        return cls(compiled.string, names, bool(compiled.positional))
+
+    def args(self, params: Mapping[str, Any]) -> Any:
+        """The DBAPI parameters for ``params`` (a tuple or a dict, as the driver expects)."""
+        if self.positional:
+            return tuple([params[name] for name in self.names])
+        return {name: params[name] for name in self.names}
+
+    def run(self, cursor: Any, params: Mapping[str, Any]) -> Any:
+        """Execute on ``cursor``; return the cursor for fetching or ``rowcount``."""
+        cursor.execute(self.text, self.args(params))
+        return cursor
+
+    def run_many(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Execute once for many parameter sets (one batch for the driver)."""
+        cursor.executemany(self.text, [self.args(row) for row in rows])
+
+
+def _p(name: str, type_: Any) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=type_)
+
+
+def _insert(dialect: Dialect) -> Any:
+    """The dialect's INSERT construct (the one with its native upsert clause)."""
+    if dialect.name == "postgresql":
+        return postgresql.insert
+    if dialect.name == "sqlite":
+        return sqlite.insert
+    return mysql.insert
+
+
+ONE = sa.literal_column("1")
+
+
+class Statements:
+    """The compiled hot-path statements of one engine."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.family = "mysql" if dialect.name in ("mysql", "mariadb") else dialect.name
+        #: Whether INSERT/UPDATE ... RETURNING is available (not on MySQL/MariaDB here).
+        self.returning = self.family != "mysql"
+        a, s, e = assets, store_table, events_table
+        insert = _insert(dialect)
+        name_hash = _p("name_hash", Digest())
+        part_hash = _p("partition_hash", Digest())
+        key = _p("key", KeyText())
+        active_asset_id = (
+            sa.select(a.c.id).where(a.c.name_hash == name_hash, a.c.active).scalar_subquery()
+        )
+        entry = (s.c.asset_id == active_asset_id, s.c.partition_hash == part_hash, s.c.key == key)
+
+        def compile_(statement: sa.Executable) -> Sql:
+            return Sql.compile(statement, dialect)
+
+        # -- store --------------------------------------------------------------------------
+        self.store_get = compile_(
+            sa.select(s.c.value, s.c.version, s.c.updated_at_us).where(
+                s.c.asset_id
+                == sa.select(a.c.id).where(a.c.name_hash == name_hash).scalar_subquery(),
+                s.c.partition_hash == part_hash,
+                s.c.key == key,
+            )
+        )
+        # A new entry: one row from the asset's row, only while the asset is active.
+        new_row = sa.select(
+            a.c.id,
+            part_hash,
+            key,
+            _p("partition_key", KeyText()),
+            _p("value", LongText()),
+            ONE,
+            _p("now", sa.BigInteger()),
+        ).where(a.c.name_hash == name_hash, a.c.active)
+        columns = ["asset_id", "partition_hash", "key", "partition_key", "value", "version"]
+        columns.append("updated_at_us")
+        pk = [s.c.asset_id, s.c.partition_hash, s.c.key]
+        create = insert(s).from_select(columns, new_row)
+        if self.family == "mysql":
+            # LAST_INSERT_ID(expr) hands the new version back in the OK packet (lastrowid).
+            upsert = create.on_duplicate_key_update(
+                value=_p("value", LongText()),
+                version=sa.func.last_insert_id(s.c.version + ONE),
+                updated_at_us=_p("now", sa.BigInteger()),
+            )
+            self.store_create = compile_(create)
+        else:
+            upsert = create.on_conflict_do_update(
+                index_elements=pk,
+                set_={
+                    "value": create.excluded.value,
+                    "version": s.c.version + ONE,
+                    "updated_at_us": create.excluded.updated_at_us,
+                },
+            ).returning(s.c.version)
+            self.store_create = compile_(
+                create.on_conflict_do_nothing(index_elements=pk).returning(s.c.version)
+            )
+        self.store_upsert = compile_(upsert)
+        self.store_update_if = compile_(
+            sa.update(s)
+            .where(*entry, s.c.version == _p("expected", sa.BigInteger()))
+            .values(
+                value=_p("value", LongText()),
+                version=s.c.version + ONE,
+                updated_at_us=_p("now", sa.BigInteger()),
+            )
+        )
+        self.store_delete = compile_(sa.delete(s).where(*entry))
+        self.store_delete_if = compile_(
+            sa.delete(s).where(*entry, s.c.version == _p("expected", sa.BigInteger()))
+        )
+        # Why a write matched nothing: the asset's state and the entry's current version.
+        self.store_why = compile_(
+            sa.select(a.c.active, s.c.version)
+            .select_from(
+                a.outerjoin(
+                    s,
+                    sa.and_(
+                        s.c.asset_id == a.c.id, s.c.partition_hash == part_hash, s.c.key == key
+                    ),
+                )
+            )
+            .where(a.c.name_hash == name_hash)
+        )
+        self.asset_active = compile_(sa.select(a.c.active).where(a.c.name_hash == name_hash))
+
+        # -- events ---------------------------------------------------------------------------
+        count = _p("count", sa.BigInteger())
+        if self.returning:
+            # Taking the next ids locks the asset row until COMMIT: appends to one asset
+            # commit in id order.
+            self.take_ids = compile_(
+                sa.update(a)
+                .where(a.c.name_hash == name_hash, a.c.active)
+                .values(last_event_id=a.c.last_event_id + count)
+                .returning(a.c.id, a.c.uri, a.c.last_event_id)
+            )
+        else:
+            self.lock_asset = compile_(
+                sa.select(a.c.id, a.c.uri, a.c.last_event_id)
+                .where(a.c.name_hash == name_hash, a.c.active)
+                .with_for_update()
+            )
+            self.set_last_id = compile_(
+                sa.update(a)
+                .where(a.c.id == _p("asset_id", sa.BigInteger()))
+                .values(last_event_id=_p("last_event_id", sa.BigInteger()))
+            )
+        self.insert_event = compile_(
+            sa.insert(e).values(
+                asset_id=_p("asset_id", sa.BigInteger()),
+                id=_p("id", sa.BigInteger()),
+                timestamp_us=_p("timestamp_us", sa.BigInteger()),
+                extra=_p("extra", LongText()),
+                partition_key=_p("partition_key", KeyText()),
+                source_task_id=_p("source_task_id", sa.Text()),
+                source_run_id=_p("source_run_id", sa.Text()),
+                aliases=_p("aliases", sa.Text()),
+            )
+        )
+        self.insert_event_alias = compile_(
+            sa.insert(event_aliases).values(
+                asset_id=_p("asset_id", sa.BigInteger()),
+                event_id=_p("event_id", sa.BigInteger()),
+                alias_hash=_p("alias_hash", Digest()),
+                alias=_p("alias", NameText()),
+            )
+        )
+        target = insert(alias_targets).values(
+            alias_hash=_p("alias_hash", Digest()),
+            asset_id=_p("asset_id", sa.BigInteger()),
+            alias=_p("alias", NameText()),
+        )
+        if self.family == "mysql":
+            target = target.on_duplicate_key_update(asset_id=alias_targets.c.asset_id)
+        else:
+            target = target.on_conflict_do_nothing()
+        self.add_alias_target = compile_(target)
+
+    def upsert(self, table: sa.Table, keys: list[str]) -> Any:
+        """An INSERT of ``table`` that overwrites the row with the same ``keys`` (a Core
+        construct for ``Connection.execute``, single or executemany)."""
+        insert = (
+            postgresql.insert
+            if self.family == "postgresql"
+            else sqlite.insert
+            if self.family == "sqlite"
+            else mysql.insert
+        )
+        statement = insert(table)
+        others = [c.name for c in table.columns if c.name not in keys]
+        if self.family == "mysql":
+            return statement.on_duplicate_key_update(
+                {name: statement.inserted[name] for name in others}
+            )
+        return statement.on_conflict_do_update(
+            index_elements=keys, set_={name: statement.excluded[name] for name in others}
+        )

@@ -929,7 +929,8 @@ class DatasetHandle(ObjectStorageHandle):
             loc.fs.pipe_file(final, payload)
             return rows[0], len(payload)
         if loc.kind == "atomic-put":
-            return rows[0], _write_remote(loc.fs, final, writer)
+            size = _write_remote(loc.fs, final, writer)
+            return rows[0], size
         staged = self._staging_path(_new_id(), final)
         size = _write_remote(loc.fs, staged, writer)
         loc.fs.mv(staged, final)

@@ -18,6 +18,7 @@ import functools
 import inspect
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -412,6 +413,9 @@ def get_current_context() -> dict[str, Any]:
     return context
 
 
+_LISTENER_LOCK = threading.Lock()
+
+
 def _collect_write(asset: Asset, result: WriteResult) -> None:
     """IO manager listener: give a write's figures to the task run of this context."""
     run = _RUN.get()
@@ -703,7 +707,7 @@ class InletEvents(Sequence[AssetEvent]):
         return f"InletEvents({self.target!r})"
 
     def _copy(self, **changes: Any) -> InletEvents:
-        state = {
+        state: dict[str, Any] = {
             "after": self._after,
             "before": self._before,
             "since": self._since,
@@ -1141,8 +1145,9 @@ class _TaskRunState:
         self.buffer = StoreBuffer(instance.backend) if task.atomic else None
         self.outlet_events = OutletEvents(self.outlets, self.aliases, task.task_id, partition_key)
         dispatcher: IOManagerDispatcher = instance.io_manager
-        if _collect_write not in dispatcher.listeners:
-            dispatcher.listeners.append(_collect_write)
+        with _LISTENER_LOCK:
+            if _collect_write not in dispatcher.listeners:
+                dispatcher.listeners.append(_collect_write)
         self.context: dict[str, Any] = {
             "asset_store": TaskAssetStores(instance, concrete, task.task_id, self.buffer),
             "io_manager": dispatcher,
@@ -1249,7 +1254,7 @@ class _TaskRunState:
         coro.close()
         raise RuntimeError(
             f"task {self.task.task_id!r} is async and an event loop is already running in "
-            f"this thread; use `await {self.task.__name__}.arun(...)` instead of calling it"
+            f"this thread; use `await {self.task.fn.__name__}.arun(...)` instead of calling it"
         )
 
     async def _await(self, awaitable: Any) -> Any:

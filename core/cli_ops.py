@@ -335,10 +335,11 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
         return checks, None
     checks.append(Check("state backend plugin", "ok", f"{name} ({cls.__module__})"))
     try:
-        instance = Instance(settings=settings)
-        backend = instance.backend
-        backend.get_asset("assetry-doctor-probe")
-        backend.list_consumers()
+        backend = Instance(settings=settings).backend
+        status = schema_status(backend)  # reads the stored revision; creates nothing
+        if not status or status.get("current") == status.get("head"):
+            backend.get_asset("assetry-doctor-probe")
+            backend.list_consumers()
     except SchemaVersionError as exc:
         checks.append(Check("state backend", "fail", one_line(exc), "run `assetry db upgrade`"))
         return checks, None
@@ -354,19 +355,26 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
         )
         return checks, None
     checks.append(Check("state backend", "ok", f"{backend.describe()}: connected"))
-    try:
-        status = schema_status(backend)
-    except Exception as exc:
-        checks.append(Check("schema", "fail", _scrub(one_line(exc)), "run `assetry db upgrade`"))
-    else:
-        if status:
-            ok = status.get("current") == status.get("head")
+    if status:
+        current, head = status.get("current"), status.get("head")
+        if current == head:
+            checks.append(Check("schema", "ok", f"at {head}"))
+        elif current is None:
             checks.append(
                 Check(
                     "schema",
-                    "ok" if ok else "fail",
-                    f"current {status.get('current') or '(none)'}, head {status.get('head')}",
-                    "" if ok else "run `assetry db upgrade`",
+                    "warn",
+                    f"not created yet (head {head}); it is created on first use",
+                    "or create it now: `assetry db upgrade`",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "schema",
+                    "fail",
+                    f"at {current}, this assetry expects {head}",
+                    "run `assetry db upgrade` (back up the database first)",
                 )
             )
     if settings.retention is not None and not backend.capabilities.event_deletion:

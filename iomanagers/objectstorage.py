@@ -89,7 +89,8 @@ class ObjectStorageIOManager(IOManager):
 
     Options (``io_manager_options={"objectstorage": {...}}``): ``redirect_to`` maps every
     asset URI under one root (``memory://tests`` -> ``s3://b/k`` lands at
-    ``memory://tests/s3/b/k``), for tests; ``fsync`` (default True) flushes local files to
+    ``memory://tests/s3/b/k``), for tests (a ``memory://`` root is removed by
+    :meth:`close`); ``fsync`` (default True) flushes local files to
     disk before publishing them; ``parquet_options`` are passed to ``pyarrow.parquet``'s
     writer (``compression``, ``row_group_size``, ...).
     """
@@ -114,6 +115,15 @@ class ObjectStorageIOManager(IOManager):
         self.redirect_to = redirect_to.rstrip("/") if redirect_to else None
         self.fsync = fsync
         self.parquet_options = dict(parquet_options or {})
+
+    def close(self) -> None:
+        """Drop a ``memory://`` redirect root: it holds this manager's test data only."""
+        if self.redirect_to and uri_scheme(self.redirect_to) == "memory":
+            import fsspec
+
+            fs = fsspec.filesystem("memory")
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(self.redirect_to, recursive=True)
 
     @classmethod
     def serves(cls, scheme: str) -> bool:

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from assetry import AssetHandle, AssetNotFoundError, IOManager
+from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
 from assetry.clients import resolve_connection
+from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
 from assetry.values import validate_partition_key
 
@@ -268,15 +269,25 @@ class IbisIOManager(IOManager):
                 params["password"] = conn.password
             params.update({k: v for k, v in conn.options.items() if k not in CONNECTION_KEYS})
         params = {k: v for k, v in params.items() if v is not None}
+        hint = INSTALL_HINTS.get(loc.scheme.split("+", 1)[0]) or INSTALL_HINTS.get(loc.backend)
+        hint = hint or f"pip install 'ibis-framework[{loc.backend}]'"
         try:
             module = getattr(ibis, loc.backend)
         except AttributeError:
             raise ValueError(f"ibis has no backend {loc.backend!r}") from None
+        except ImportError as exc:
+            raise PluginError(
+                f"the {loc.backend} backend of ibis cannot be imported ({exc}); try: {hint}"
+            ) from None
         with warnings.catch_warnings():
             # MariaDB without time zone tables cannot take "UTC"; ibis warns and goes on
             warnings.filterwarnings("ignore", message="Unable to set session timezone")
             try:
                 return module.connect(**params)
+            except ImportError as exc:
+                raise PluginError(
+                    f"the {loc.backend} driver cannot be imported ({exc}); try: {hint}"
+                ) from None
             except Exception as exc:
                 safe = {k: v for k, v in params.items() if k != "password"}
                 raise ConnectionError(

@@ -20,6 +20,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +36,12 @@ def make_test_instance() -> Instance:
     ``ASSETRY_BACKEND_URL`` or ``ASSETRY_BACKEND_OPTIONS`` cannot point a test at real state.
     """
     backend = plugins.backends.load("memory")()
-    return Instance(backend=backend)
+    # IO goes to memory:// and an in-memory DuckDB, whatever an asset's URI names
+    io_options = {
+        "objectstorage": {"redirect_to": f"memory://assetry-test-{uuid.uuid4().hex}"},
+        "ibis": {"redirect_to": "duckdb:///:memory:"},
+    }
+    return Instance(backend=backend, io_manager_options=io_options)
 
 
 @pytest.fixture

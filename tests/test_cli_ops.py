@@ -457,6 +457,22 @@ def test_doctor_on_a_healthy_setup_passes() -> None:
     assert all(c["status"] != "fail" for c in report["checks"])
 
 
+def test_doctor_on_a_new_sqlite_database_creates_nothing(tmp_path: Path) -> None:
+    require_backend("sql")
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    report = run_json("--url", url, "doctor")
+    status, detail = _checks(report)["schema"]
+    assert status == "warn" and "not created yet" in detail
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        assert conn.execute("select count(*) from sqlite_master").fetchone() == (0,)
+    run_ok("--url", url, "db", "upgrade")
+    upgraded = run_json("--url", url, "doctor")
+    assert _checks(upgraded)["schema"][0] == "ok"
+    assert "new.db" in _checks(upgraded)["state backend"][1]
+
+
 def test_doctor_names_a_broken_configuration(isolated: Path) -> None:
     (isolated / "assetry.toml").write_text("backend_url = 5\n")
     result = run("doctor")

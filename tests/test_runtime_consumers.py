@@ -11,8 +11,6 @@ from assetry import (
     Asset,
     AssetAlias,
     Instance,
-    PluginError,
-    plugins,
     run_ready,
     task,
     use_instance,
@@ -29,10 +27,6 @@ def inst(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
     if request.param == "memory":
         instance = Instance(backend=MemoryBackend())
     else:
-        try:
-            plugins.backends.load("sql")
-        except PluginError as exc:
-            pytest.skip(str(exc))
         instance = Instance(backend="sql", url=f"sqlite:///{tmp_path}/state.db")
         instance.upgrade()
     with use_instance(instance):

@@ -19,9 +19,7 @@ from assetry import (
     Instance,
     IOManager,
     Metadata,
-    PluginError,
     StoreValueError,
-    plugins,
     task,
     use_instance,
 )
@@ -73,10 +71,6 @@ def inst(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
     if request.param == "memory":
         instance = Instance(backend=MemoryBackend(), io_managers=io)
     else:
-        try:
-            plugins.backends.load("sql")
-        except PluginError as exc:
-            pytest.skip(str(exc))
         instance = Instance(backend="sql", url=f"sqlite:///{tmp_path}/s.db", io_managers=io)
         instance.upgrade()
     with use_instance(instance):

@@ -28,12 +28,6 @@ CUSTOMERS = Asset("customers", uri="s3://data/customers/")
 
 
 def _sql_instance(path: Path) -> Instance:
-    from assetry import PluginError, plugins
-
-    try:
-        plugins.backends.load("sql")
-    except PluginError as exc:
-        pytest.skip(str(exc))
     instance = Instance(backend="sql", url=f"sqlite:///{path}")
     instance.upgrade()
     return instance

@@ -16,10 +16,8 @@ from assetry import (
     AssetWatcher,
     Instance,
     ObjectStorageTrigger,
-    PluginError,
     StoreValueError,
     Trigger,
-    plugins,
     use_instance,
 )
 from assetry.backends.memory import MemoryBackend
@@ -48,10 +46,6 @@ def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
         def make() -> Instance:
             return Instance(backend=MemoryBackend(url=url))
     else:
-        try:
-            plugins.backends.load("sql")
-        except PluginError as exc:
-            pytest.skip(str(exc))
 
         def make() -> Instance:
             instance = Instance(backend="sql", url=f"sqlite:///{tmp_path}/state.db")

@@ -39,9 +39,7 @@ from assetry import (
     Metadata,
     ObjectStoragePath,
     ObjectStorageTrigger,
-    PluginError,
     get_current_context,
-    plugins,
     run_ready,
     task,
     use_instance,
@@ -63,10 +61,6 @@ def open_instance(
         if request.param == "memory":
             instance = Instance(backend=MemoryBackend())
         else:
-            try:
-                plugins.backends.load("sql")
-            except PluginError as exc:
-                pytest.skip(str(exc))
             instance = Instance(backend="sql", url=f"sqlite:///{tmp_path}/state.db")
             instance.upgrade()
         opened.append(instance)

@@ -600,7 +600,12 @@ class AliasEventAccessor:
         *,
         partition_key: str | None = None,
     ) -> None:
-        """Record an event for ``asset`` through this alias when the run succeeds."""
+        """Record an event for ``asset`` through this alias when the run succeeds.
+
+        The asset is registered if it is new. Asset names are unique: an asset whose name is
+        registered with another URI is a :class:`ConflictError` when the run ends, and the
+        run records nothing (give each asset its own name).
+        """
         if not isinstance(asset, Asset):
             raise TypeError(
                 f"outlet_events[{self.alias!r}].add() needs an Asset, not {type(asset).__name__}"
@@ -1489,7 +1494,10 @@ def run_ready(*tasks: Task, instance: Instance | None = None) -> list[TaskRun]:
 
     A consumer's cursor moves to exactly the events handed to its run, and only when the
     run succeeds; a failing run raises (the remaining tasks are not run, and stay ready).
-    Returns the runs that happened, in order. Run one ``run_ready`` per consumer at a time.
+    Events committed while a run is in progress are left for the next one. The cursor moves
+    after the run's own events are recorded, so a crash in between hands the same events
+    again (at least once). Returns the runs that happened, in order. Run one ``run_ready``
+    per consumer at a time.
     """
     inst = instance or current_instance()
     runs: list[TaskRun] = []

@@ -76,6 +76,7 @@ CONTROL_DIR = ".assetry"  # inside a dataset on object stores: staging/ and jour
 LOCAL_STAGING_DIR = ".assetry-staging"  # beside a local file or dataset
 STALE_STAGING_SECONDS = 3600.0
 APPEND_RETRIES = 8
+READ_RETRIES = 5
 
 _memory_locks: dict[str, threading.RLock] = {}
 _memory_locks_guard = threading.Lock()
@@ -839,14 +840,22 @@ class DatasetHandle(ObjectStorageHandle):
         return bool(self._files())
 
     def to_pyarrow(self) -> pa.Table:
-        files = self._files()
-        if not files:
-            if self.partition is not None:
-                everything = DatasetHandle(self.manager, self.asset, None, self.location)._files()
-                if everything:
-                    return self._dataset(everything[:1]).schema.empty_table()
-            raise self._not_written()
-        return self._dataset(files).to_table()
+        for attempt in range(READ_RETRIES):
+            files = self._files()
+            if not files:
+                if self.partition is not None:
+                    whole = DatasetHandle(self.manager, self.asset, None, self.location)._files()
+                    if whole:
+                        return self._dataset(whole[:1]).schema.empty_table()
+                raise self._not_written()
+            try:
+                return self._dataset(files).to_table()
+            except FileNotFoundError:
+                # an overwrite replaced the files between listing and reading: list again
+                if attempt == READ_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     # -- writing -----------------------------------------------------------------------------
 

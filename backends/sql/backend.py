@@ -41,7 +41,7 @@ from assetry.models import AssetEvent
 from . import migrate, schema
 from .engine import Database, Held
 from .schema import ASSET_LEVEL, VERSION_TABLE, digest
-from .statements import Sql, Statements
+from .statements import Sql, Statements, statements_for
 
 __all__ = ["SQLBackend"]
 
@@ -219,7 +219,7 @@ class SQLBackend(StateBackend):
                         "`assetry db upgrade` (or set auto_upgrade = true)"
                     )
                 self._db.run(lambda held: migrate.upgrade(held.conn))
-            self._sql = Statements(self._db.dialect)
+            self._sql = statements_for(self._db.dialect)
             return self._sql
 
     def _newer_error(self, current: str, head: str) -> SchemaVersionError:
@@ -235,7 +235,7 @@ class SQLBackend(StateBackend):
             if current is not None and not migrate.is_known_revision(current):
                 raise self._newer_error(current, migrate.head_revision())
             self._db.run(lambda held: migrate.upgrade(held.conn))
-            self._sql = Statements(self._db.dialect)
+            self._sql = statements_for(self._db.dialect)
 
     def schema_status(self) -> dict[str, str | None]:
         current = self._db.run(lambda held: migrate.current_revision(held.conn))

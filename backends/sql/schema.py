@@ -125,7 +125,7 @@ class LongText(TypeDecorator[str]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if _is_mysql(dialect):
             return dialect.type_descriptor(mysql.LONGTEXT(charset="utf8mb4"))
-        return dialect.type_descriptor(sa.Text())
+        return sa.Text()  # not adapted: psycopg's String adaptation would render VARCHAR
 
 
 #: The assets' surrogate key: BIGINT, but INTEGER on SQLite so it aliases the rowid.

@@ -23,7 +23,7 @@ from .schema import Digest, KeyText, LongText, NameText, alias_targets, assets, 
 from .schema import events as events_table
 from .schema import store as store_table
 
-__all__ = ["Sql", "Statements"]
+__all__ = ["Sql", "Statements", "statements_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,24 @@ def _insert(dialect: Dialect) -> Any:
 
 
 ONE = sa.literal_column("1")
+
+_compiled: dict[tuple[Any, ...], Statements] = {}
+
+
+def statements_for(dialect: Dialect) -> Statements:
+    """The statements compiled for ``dialect`` (shared by every engine of the same dialect,
+    driver and server version: compiling them takes longer than opening a backend)."""
+    key = (
+        dialect.name,
+        dialect.driver,
+        dialect.paramstyle,
+        getattr(dialect, "is_mariadb", False),
+        dialect.server_version_info,
+    )
+    found = _compiled.get(key)
+    if found is None:
+        found = _compiled.setdefault(key, Statements(dialect))
+    return found
 
 
 class Statements:

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from . import plugins
+from .config import Settings, load_settings
 from .errors import AssetryError
 from .instance import Instance
 from .retention import parse_duration
@@ -56,10 +58,21 @@ class CliState:
     debug: bool = False
     _instance: Instance | None = field(default=None, repr=False)
 
+    def backend_name(self) -> str | None:
+        """``--backend``, else the backend ``--url`` selects by its scheme (so a URL given
+        here is never paired with a backend named in the environment)."""
+        if self.backend is None and self.url is not None:
+            return plugins.backend_for_url(self.url)
+        return self.backend
+
+    def settings(self) -> Settings:
+        """The resolved configuration, with these options as explicit arguments."""
+        return load_settings(backend=self.backend_name(), url=self.url)
+
     def instance(self) -> Instance:
         """The configured instance (``--backend``/``--url`` > environment > file > default)."""
         if self._instance is None:
-            self._instance = Instance(backend=self.backend, url=self.url)
+            self._instance = Instance(backend=self.backend_name(), url=self.url)
         return self._instance
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import click
 from . import plugins
 from .backend import StateBackend
 from .cli_common import CommandFailed, emit_json, json_option, one_line, print_table, state
-from .config import DEFAULT_CONN_IDS, Connection, Settings, load_settings
+from .config import DEFAULT_CONN_IDS, Connection, Settings
 from .errors import AssetryError, SchemaVersionError
 from .uri import mask_url, uri_scheme
 
@@ -32,8 +32,7 @@ def register(main: click.Group) -> None:
 
 
 def _settings() -> Settings:
-    cli = state()
-    return load_settings(backend=cli.backend, url=cli.url)
+    return state().settings()
 
 
 # -- backends / iomanagers -----------------------------------------------------------------------

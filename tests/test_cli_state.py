@@ -433,6 +433,13 @@ def test_a_failure_is_one_line_without_traceback_unless_debug(seeded: Cli) -> No
     assert type(debug.exception).__name__ == "ConflictError"
 
 
+def test_the_url_option_picks_its_backend_over_the_environment(
+    seeded: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSETRY_BACKEND", "objectstore")
+    assert [r["name"] for r in seeded.json("assets", "list")] == ["customers", "orders"]
+
+
 def test_a_bad_configuration_file_fails_naming_the_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

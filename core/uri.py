@@ -39,7 +39,7 @@ def normalize_uri(uri: object) -> str:
     if not uri or not uri.strip():
         raise ValueError("an asset URI must not be empty")
     if uri != uri.strip():
-        raise ValueError(f"an asset URI must not start or end with white space: {uri!r}")
+        raise ValueError(f"an asset URI must not start or end with white space: {mask_url(uri)!r}")
     if any(ord(c) < 32 or ord(c) == 127 for c in uri):
         raise ValueError("an asset URI must not contain control characters")
     if len(uri) > MAX_URI_LENGTH:
@@ -49,15 +49,15 @@ def normalize_uri(uri: object) -> str:
 
     scheme = uri_scheme(uri)
     if not scheme:
-        return uri.rstrip("/") or uri
+        return _no_trailing_space(uri.rstrip("/") or uri, uri)
     if scheme in RESERVED_SCHEMES:
-        raise ValueError(f"the {scheme!r} URI scheme is reserved by assetry: {uri!r}")
+        raise ValueError(f"the {scheme!r} URI scheme is reserved by assetry: {mask_url(uri)!r}")
 
-    if "://" not in uri:  # opaque form such as "urn:x:y" or "mailto:a@b"
-        rest = uri.split(":", 1)[1]
+    if not uri[len(scheme) + 1 :].startswith("//"):  # opaque: "urn:x:y", "mailto:a@b"
+        rest = uri.split(":", 1)[1].split("#", 1)[0]
         if not rest:
             raise ValueError(f"an asset URI needs something after its scheme: {uri!r}")
-        return f"{scheme}:{rest.split('#', 1)[0]}"
+        return _no_trailing_space(f"{scheme}:{rest}", uri)
 
     try:
         parts = urlsplit(uri)
@@ -82,17 +82,30 @@ def normalize_uri(uri: object) -> str:
     del port
     host = netloc.rpartition("@")[2]
     if not host and not parts.path.strip("/"):
-        raise ValueError(f"an asset URI needs a location after '{scheme}://': {uri!r}")
+        raise ValueError(f"an asset URI needs a location after '{scheme}://': {mask_url(uri)!r}")
     path = parts.path
-    if len(path) > 1:
-        path = path.rstrip("/") or "/"
+    if len(path) > 1 or netloc:
+        path = path.rstrip("/") or ("" if netloc else "/")
     query = ""
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         query = urlencode(sorted(pairs), quote_via=quote)
     normalized = urlunsplit((scheme, netloc, path, query, ""))
-    if scheme in {"file", "memory"} and not netloc and "://" not in normalized:
+    if not netloc:  # urlunsplit drops the empty authority of "s3:///key" and "file:///tmp"
         normalized = f"{scheme}://{path}" + (f"?{query}" if query else "")
+    try:
+        urlsplit(normalized)  # the host must still parse once the password is gone
+    except ValueError:
+        raise ValueError(f"invalid host in asset URI {mask_url(uri)!r}") from None
+    return _no_trailing_space(normalized, uri)
+
+
+def _no_trailing_space(normalized: str, uri: str) -> str:
+    """Reject a URI that would end in white space once its slash or fragment is dropped."""
+    if normalized != normalized.rstrip():
+        raise ValueError(
+            f"an asset URI must not end with white space before a '/' or '#': {mask_url(uri)!r}"
+        )
     return normalized
 
 

@@ -196,31 +196,35 @@ class SQLBackend(StateBackend):
         with self._schema_lock:
             if self._sql is not None:
                 return self._sql
-
-            def inspect(held: Held) -> tuple[str | None, bool]:
-                current = migrate.current_revision(held.conn)
-                return current, current is None and migrate.has_assetry_tables(held.conn)
-
-            current, orphan_tables = self._db.run(inspect)
-            head = migrate.head_revision()
-            if current != head:
-                if current is None and orphan_tables:
-                    raise SchemaVersionError(
-                        f"the state database {self.url} has assetry tables but no schema "
-                        f"version ({VERSION_TABLE}); it was not created by assetry's "
-                        "migrations: point assetry at another database or schema"
-                    )
-                if current is not None and not migrate.is_known_revision(current):
-                    raise self._newer_error(current, head)
-                if current is not None and not self.auto_upgrade:
-                    raise SchemaVersionError(
-                        f"the state database {self.url} is at schema revision {current}, "
-                        f"older than this assetry's {head}: run Instance(...).upgrade() or "
-                        "`assetry db upgrade` (or set auto_upgrade = true)"
-                    )
-                self._db.run(lambda held: migrate.upgrade(held.conn))
+            current = self._db.run(lambda held: migrate.current_revision(held.conn))
+            if current != migrate.head_revision():
+                self._db.run(lambda held: self._settle_schema(held.conn))
             self._sql = statements_for(self._db.dialect)
             return self._sql
+
+    def _settle_schema(self, conn: sa.Connection) -> None:
+        """Under the migration lock (another process may be migrating right now): create a
+        new database, upgrade an older one if allowed, refuse anything else."""
+        head = migrate.head_revision()
+        with migrate.migration_lock(conn):
+            current = migrate.current_revision(conn)
+            if current == head:
+                return
+            if current is None and migrate.has_assetry_tables(conn):
+                raise SchemaVersionError(
+                    f"the state database {self.url} has assetry tables but no schema "
+                    f"version ({VERSION_TABLE}); it was not created by assetry's "
+                    "migrations: point assetry at another database or schema"
+                )
+            if current is not None and not migrate.is_known_revision(current):
+                raise self._newer_error(current, head)
+            if current is not None and not self.auto_upgrade:
+                raise SchemaVersionError(
+                    f"the state database {self.url} is at schema revision {current}, "
+                    f"older than this assetry's {head}: run Instance(...).upgrade() or "
+                    "`assetry db upgrade` (or set auto_upgrade = true)"
+                )
+            migrate.run_migrations(conn)
 
     def _newer_error(self, current: str, head: str) -> SchemaVersionError:
         return SchemaVersionError(
@@ -231,11 +235,15 @@ class SQLBackend(StateBackend):
     def upgrade(self) -> None:
         """Create the schema, or migrate it to this version of assetry."""
         with self._schema_lock:
-            current = self._db.run(lambda held: migrate.current_revision(held.conn))
+            self._db.run(self._upgrade)
+            self._sql = statements_for(self._db.dialect)
+
+    def _upgrade(self, held: Held) -> None:
+        with migrate.migration_lock(held.conn):
+            current = migrate.current_revision(held.conn)
             if current is not None and not migrate.is_known_revision(current):
                 raise self._newer_error(current, migrate.head_revision())
-            self._db.run(lambda held: migrate.upgrade(held.conn))
-            self._sql = statements_for(self._db.dialect)
+            migrate.run_migrations(held.conn)
 
     def schema_status(self) -> dict[str, str | None]:
         current = self._db.run(lambda held: migrate.current_revision(held.conn))

@@ -24,8 +24,11 @@ from .schema import VERSION_TABLE, metadata
 
 __all__ = [
     "current_revision",
+    "has_assetry_tables",
     "head_revision",
     "is_known_revision",
+    "migration_lock",
+    "run_migrations",
     "upgrade",
 ]
 
@@ -81,9 +84,10 @@ _MYSQL_LOCK = "CONCAT('assetry.migrate.', MD5(DATABASE()))"
 
 
 @contextmanager
-def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
-    """One transaction holding the migration lock. The connection is in driver autocommit,
-    so the transaction is begun explicitly and ends through the DBAPI's commit/rollback."""
+def migration_lock(connection: sa.Connection) -> Iterator[None]:
+    """One transaction holding the migration lock: decide and migrate inside it. The
+    connection is in driver autocommit, so the transaction is begun explicitly and ends
+    through the DBAPI's commit/rollback."""
     dialect = connection.dialect.name
     mysql = dialect in ("mysql", "mariadb")
     if connection.in_transaction():  # only SQLAlchemy's autobegin: the driver autocommits
@@ -115,11 +119,16 @@ def _migration_transaction(connection: sa.Connection) -> Iterator[None]:
             connection.rollback()
 
 
+def run_migrations(connection: sa.Connection, target: str = "head") -> None:
+    """Run Alembic up to ``target`` on ``connection``, inside :func:`migration_lock`."""
+    command.upgrade(_config(connection), target)
+
+
 def upgrade(connection: sa.Connection, target: str = "head") -> tuple[str | None, str | None]:
-    """Migrate the database on ``connection`` to ``target`` (under the migration lock);
+    """Migrate the database on ``connection`` to ``target`` under the migration lock;
     return the revisions before and after."""
-    with _migration_transaction(connection):
+    with migration_lock(connection):
         before = current_revision(connection)
-        command.upgrade(_config(connection), target)
+        run_migrations(connection, target)
         after = current_revision(connection)
     return before, after

@@ -58,6 +58,9 @@ class BaseAsset:
             return NotImplemented
         return AssetAny(self, other)
 
+    def __delattr__(self, key: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
     def __rand__(self, other: object) -> AssetAll:
         raise TypeError(f"cannot combine {type(other).__name__} with an asset using '&'")
 
@@ -151,7 +154,15 @@ class Asset(BaseAsset):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_asset,
-            (self.name, self.uri, self.group, self.extra, self.partition_column),
+            (
+                self.name,
+                self.uri,
+                self.group,
+                self.extra,
+                self.partition_column,
+                self.watchers,
+                self.checks,
+            ),
         )
 
     @staticmethod
@@ -166,9 +177,23 @@ class Asset(BaseAsset):
 
 
 def _rebuild_asset(
-    name: str, uri: str, group: str, extra: dict[str, Any], partition_column: str | None
+    name: str,
+    uri: str,
+    group: str,
+    extra: dict[str, Any],
+    partition_column: str | None,
+    watchers: tuple[AssetWatcher, ...] = (),
+    checks: tuple[Any, ...] = (),
 ) -> Asset:
-    return Asset(name, uri, group=group, extra=extra, partition_column=partition_column)
+    return Asset(
+        name,
+        uri,
+        group=group,
+        extra=extra,
+        partition_column=partition_column,
+        watchers=watchers,
+        checks=checks,
+    )
 
 
 class AssetRef(BaseAsset):
@@ -234,7 +259,11 @@ class AssetAlias(BaseAsset):
         return f"AssetAlias(name={self.name!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (AssetAlias, (self.name,))
+        return (_rebuild_alias, (self.name, self.group))
+
+
+def _rebuild_alias(name: str, group: str) -> AssetAlias:
+    return AssetAlias(name, group=group)
 
 
 class AssetCondition(BaseAsset):
@@ -274,6 +303,9 @@ class AssetCondition(BaseAsset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.objects))})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.objects)
 
     def leaves(self) -> Iterator[BaseAsset]:
         for obj in self.objects:

@@ -97,6 +97,8 @@ def _check_json(value: Any, path: str, depth: int) -> None:
                     f"dict keys must be str for JSON, got {type(k).__name__} at {path}"
                 )
             _check_surrogates(k, f"a dict key at {path}")
+            if "\x00" in k:
+                raise StoreValueError(f"the dict key {k!r} at {path} contains a NUL character")
             _check_json(item, f"{path}[{k!r}]", depth + 1)
         return
     raise StoreValueError(

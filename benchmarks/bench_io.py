@@ -1,0 +1,420 @@
+"""IO manager throughput beside raw baselines, measured in the same run.
+
+    python benchmarks/bench_io.py            # the sizes of the issue (10M / 1M rows)
+    python benchmarks/bench_io.py --quick    # small sizes for CI
+    python benchmarks/bench_io.py --only parquet,duckdb
+
+Each line prints our figure (through ``io_manager.connect(asset)``) beside the raw library
+call doing the same work, and the ratio against its target:
+
+* parquet on local disk: ``handle.overwrite`` / ``to_pyarrow`` vs ``pyarrow.parquet``
+  (target <= 1.10x);
+* parquet on S3 (moto, in its own process): vs ``s3fs`` + ``pyarrow.parquet`` (<= 1.2x);
+* DuckDB: ``handle.insert`` vs a raw DuckDB Arrow insert (<= 1.2x);
+* PostgreSQL: ``handle.insert`` vs a raw ``COPY ... FROM STDIN`` of pyarrow-rendered CSV
+  (<= 2x), vs ADBC's ingest (for reference), and vs ibis's generic ``insert`` (we should
+  be >= 5x faster).
+
+Every timing is the best of ``--repeat`` runs (ours and the baseline alternate), because the
+machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+PG_URL = os.environ.get("ASSETRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+SIZES = {
+    "full": {"parquet": 10_000_000, "s3": 10_000_000, "duckdb": 1_000_000, "postgres": 1_000_000},
+    "quick": {"parquet": 1_000_000, "s3": 200_000, "duckdb": 200_000, "postgres": 50_000},
+}
+
+
+@dataclass
+class Figure:
+    """One comparison: our seconds beside a baseline's, and the target ratio."""
+
+    name: str
+    rows: int
+    ours: float
+    baseline_name: str
+    baseline: float
+    target: str | None  # "<= 1.10" (ours/baseline at most), ">= 5" (baseline/ours at
+    # least), or None for a reference figure without a target
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("inf")
+
+    @property
+    def met(self) -> bool:
+        if self.target is None:
+            return True
+        op, value = self.target.split()
+        if op == "<=":
+            return self.ratio <= float(value)
+        return (1 / self.ratio if self.ratio else float("inf")) >= float(value)
+
+    def line(self) -> str:
+        speed = f"{self.rows / self.ours / 1e3:9.0f}k rows/s" if self.ours else ""
+        if self.target is None:
+            versus = f"{self.ratio:6.2f}x        (reference)    "
+        elif self.target.startswith(">="):
+            versus = f"{1 / self.ratio:6.2f}x faster (target {self.target}x)"
+        else:
+            versus = f"{self.ratio:6.2f}x        (target {self.target}x)"
+        verdict = "" if self.target is None else ("ok" if self.met else "MISSED")
+        return (
+            f"{self.name:<30} {self.rows:>11,} rows  ours {self.ours:8.3f}s  "
+            f"{self.baseline_name:<24} {self.baseline:8.3f}s  {versus}  {speed}  {verdict}"
+        )
+
+
+def make_table(rows: int) -> Any:
+    """An orders-like table: int64 id, string customer, float64 amount, timestamp."""
+    import numpy as np
+    import pyarrow as pa
+
+    ids = np.arange(rows, dtype=np.int64)
+    names = pa.array([f"customer-{i:04d}" for i in range(1000)])
+    customer = pa.DictionaryArray.from_arrays(pa.array(ids % 1000), names).dictionary_decode()
+    amount = (ids % 10_000) * 0.25
+    at = (np.int64(1_717_200_000_000_000) + ids * 1_000_000).astype("datetime64[us]")
+    return pa.table(
+        {
+            "id": ids,
+            "customer": customer,
+            "amount": amount,
+            "at": pa.array(at, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def best_of(repeat: int, runs: list[tuple[str, Callable[[], Any]]]) -> dict[str, float]:
+    """Best wall time per named callable, alternating them ``repeat`` times."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, fn in runs:
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            best[name] = min(best.get(name, elapsed), elapsed)
+    return best
+
+
+def _dispatcher(environ: dict[str, str] | None = None) -> Any:
+    from assetry import load_settings
+    from assetry.iomanager import IOManagerDispatcher
+
+    return IOManagerDispatcher(load_settings(backend="memory", environ=environ or {}))
+
+
+# -- parquet on local disk -------------------------------------------------------------------
+
+
+def bench_parquet(rows: int, repeat: int) -> list[Figure]:
+    import pyarrow.parquet as pq
+    from assetry import Asset
+
+    table = make_table(rows)
+    folder = tempfile.mkdtemp(prefix="assetry-bench-")
+    try:
+        ours_path, raw_path = f"{folder}/ours.parquet", f"{folder}/raw.parquet"
+        asset = Asset(uri=f"file://{ours_path}")
+        dispatcher = _dispatcher()
+
+        def ours_write() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.overwrite(table)
+
+        def ours_read() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.to_pyarrow()
+
+        writes = best_of(
+            repeat, [("ours", ours_write), ("raw", lambda: pq.write_table(table, raw_path))]
+        )
+        reads = best_of(repeat, [("ours", ours_read), ("raw", lambda: pq.read_table(raw_path))])
+        return [
+            Figure(
+                "parquet write (local)",
+                rows,
+                writes["ours"],
+                "pyarrow.parquet",
+                writes["raw"],
+                "<= 1.10",
+            ),
+            Figure(
+                "parquet read (local)",
+                rows,
+                reads["ours"],
+                "pyarrow.parquet",
+                reads["raw"],
+                "<= 1.10",
+            ),
+        ]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- parquet on S3 (moto) --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server in its own process (so it does not share our GIL)."""
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def bench_s3(rows: int, repeat: int) -> list[Figure]:
+    import boto3
+    import pyarrow.parquet as pq
+    import s3fs
+    from assetry import Asset
+
+    table = make_table(rows)
+    with moto_server() as endpoint:
+        options = {
+            "endpoint_url": endpoint,
+            "key": "bench",
+            "secret": "bench",
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+        fs = s3fs.S3FileSystem(**options)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="bench")
+        dispatcher = _dispatcher({"ASSETRY_CONN_AWS_DEFAULT": json.dumps(options)})
+        asset = Asset(uri="s3://bench/ours.parquet")
+
+        def ours_write() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.overwrite(table)
+
+        def raw_write() -> None:
+            with fs.open("bench/raw.parquet", "wb") as fh:
+                pq.write_table(table, fh)
+
+        def ours_read() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.to_pyarrow()
+
+        def raw_read() -> None:
+            pq.read_table("bench/raw.parquet", filesystem=fs)
+
+        writes = best_of(repeat, [("ours", ours_write), ("raw", raw_write)])
+        reads = best_of(repeat, [("ours", ours_read), ("raw", raw_read)])
+    return [
+        Figure(
+            "parquet write (S3, moto)",
+            rows,
+            writes["ours"],
+            "s3fs + pyarrow",
+            writes["raw"],
+            "<= 1.2",
+        ),
+        Figure(
+            "parquet read (S3, moto)", rows, reads["ours"], "s3fs + pyarrow", reads["raw"], "<= 1.2"
+        ),
+    ]
+
+
+# -- DuckDB ----------------------------------------------------------------------------------
+
+
+def bench_duckdb(rows: int, repeat: int) -> list[Figure]:
+    import duckdb
+    from assetry import Asset
+
+    table = make_table(rows)
+    folder = tempfile.mkdtemp(prefix="assetry-bench-")
+    try:
+        dispatcher = _dispatcher()
+        raw = duckdb.connect(f"{folder}/raw.duckdb")
+
+        def ours() -> None:
+            asset = Asset(uri=f"duckdb:///{folder}/ours.duckdb/t_{uuid.uuid4().hex[:8]}")
+            with dispatcher.connect(asset) as handle:
+                handle.insert(table)
+
+        def baseline() -> None:
+            name = f"t_{uuid.uuid4().hex[:8]}"
+            raw.register("incoming", table)
+            raw.execute(f"CREATE TABLE {name} AS SELECT * FROM incoming LIMIT 0")
+            raw.execute(f"INSERT INTO {name} SELECT * FROM incoming")
+            raw.unregister("incoming")
+
+        with dispatcher.connect(Asset(uri=f"duckdb:///{folder}/ours.duckdb/warmup")) as handle:
+            handle.insert(table.slice(0, 10))  # connections are cached: time the steady state
+        best = best_of(repeat, [("ours", ours), ("raw", baseline)])
+        raw.close()
+        dispatcher.close()
+        return [
+            Figure(
+                "duckdb insert", rows, best["ours"], "duckdb Arrow insert", best["raw"], "<= 1.2"
+            )
+        ]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def bench_postgres(rows: int, repeat: int) -> list[Figure]:
+    import ibis
+    import psycopg
+    import pyarrow.csv as pcsv
+    from assetry import Asset
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL)
+    conninfo = {
+        "host": url.host,
+        "port": url.port or 5432,
+        "user": url.username,
+        "dbname": url.database,
+    }
+    if url.password:
+        conninfo["password"] = url.password
+    table = make_table(rows)
+    frame = table.to_pandas()
+    created: list[str] = []
+    ddl = "(id bigint, customer text, amount double precision, at timestamptz)"
+    conn = psycopg.connect(**conninfo, autocommit=True)
+    dispatcher = _dispatcher()
+    base_uri = f"postgresql://{url.username}@{url.host}:{url.port or 5432}/{url.database}/public"
+
+    def fresh() -> str:
+        name = f"assetry_bench_{uuid.uuid4().hex[:10]}"
+        created.append(name)
+        return name
+
+    def ours() -> None:
+        with dispatcher.connect(Asset(uri=f"{base_uri}/{fresh()}")) as handle:
+            handle.insert(table)
+
+    def raw_copy() -> None:
+        name = fresh()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(f'CREATE TABLE "{name}" {ddl}')
+            buffer = io.BytesIO()
+            pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
+            with cur.copy(f'COPY "{name}" FROM STDIN (FORMAT csv)') as copy:
+                copy.write(buffer.getvalue())
+
+    def adbc_ingest() -> None:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        name = fresh()
+        uri = f"postgresql://{url.username}@{url.host}:{url.port or 5432}/{url.database}"
+        with adbc.connect(uri) as aconn, aconn.cursor() as cur:
+            cur.adbc_ingest(name, table, mode="create")
+            aconn.commit()
+
+    ibis_params = {k: v for k, v in conninfo.items() if k != "dbname"}
+    ibis_con = ibis.postgres.connect(**ibis_params, database=url.database)
+
+    def ibis_insert() -> None:
+        name = fresh()
+        ibis_con.create_table(name, schema=ibis.Schema.from_pyarrow(table.schema))
+        ibis_con.insert(name, frame)
+
+    try:
+        with dispatcher.connect(Asset(uri=f"{base_uri}/{fresh()}")) as handle:
+            handle.insert(table.slice(0, 10))  # connections are cached: time the steady state
+        best = best_of(repeat, [("ours", ours), ("copy", raw_copy), ("adbc", adbc_ingest)])
+        slow = best_of(1, [("ibis", ibis_insert)])
+    finally:
+        with conn.cursor() as cur:
+            for name in created:
+                cur.execute(f'DROP TABLE IF EXISTS "{name}"')
+        conn.close()
+        ibis_con.disconnect()
+        dispatcher.close()
+    return [
+        Figure("postgres insert", rows, best["ours"], "raw COPY (csv)", best["copy"], "<= 2"),
+        Figure("postgres insert", rows, best["ours"], "ADBC ingest", best["adbc"], None),
+        Figure("postgres insert", rows, best["ours"], "ibis insert", slow["ibis"], ">= 5"),
+    ]
+
+
+BENCHES: dict[str, Callable[[int, int], list[Figure]]] = {
+    "parquet": bench_parquet,
+    "s3": bench_s3,
+    "duckdb": bench_duckdb,
+    "postgres": bench_postgres,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated benchmarks")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per timing (best kept)")
+    parser.add_argument("--rows", type=int, default=None, help="override every size")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    sizes = SIZES["quick" if args.quick else "full"]
+    repeat = args.repeat or 3
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in selected if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    figures: list[Figure] = []
+    for name in selected:
+        rows = args.rows or sizes[name]
+        for figure in BENCHES[name](rows, repeat):
+            print(figure.line(), flush=True)
+            figures.append(figure)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([{**vars(f), "ratio": f.ratio, "met": f.met} for f in figures], fh, indent=2)
+    return 1 if args.check and not all(f.met for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

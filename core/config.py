@@ -33,6 +33,7 @@ __all__ = [
     "find_config_file",
     "get_connection",
     "load_settings",
+    "mask_secrets",
     "redact",
 ]
 
@@ -61,6 +62,21 @@ def default_conn_id(scheme: str) -> str | None:
     return DEFAULT_CONN_IDS.get(scheme.lower().split("+", 1)[0])
 
 
+def mask_secrets(url: str) -> str:
+    """``url`` with its password and secret-looking query values (``?secret=...``) masked."""
+    masked = mask_url(url)
+    head, sep, rest = masked.partition("?")
+    if not sep:
+        return masked
+    query, hash_, fragment = rest.partition("#")
+    fields = []
+    for item in query.split("&"):
+        name, eq, value = item.partition("=")
+        secret = eq and value and _SECRET_RE.search(unquote(name))
+        fields.append(f"{name}=***" if secret else item)
+    return f"{head}?{'&'.join(fields)}{hash_}{fragment}"
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` with secret-looking mapping entries and URL passwords masked."""
     if isinstance(value, Mapping):
@@ -71,7 +87,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(redact(v) for v in value)
     if isinstance(value, str):
-        return mask_url(value)
+        return mask_secrets(value)
     return value
 
 
@@ -162,7 +178,7 @@ class Connection:
         return opts
 
     def __repr__(self) -> str:
-        uri = f", uri={mask_url(self.uri)!r}" if self.uri else ""
+        uri = f", uri={mask_secrets(self.uri)!r}" if self.uri else ""
         return f"Connection(conn_id={self.conn_id!r}{uri}, options={redact(dict(self.options))!r})"
 
     __str__ = __repr__
@@ -184,7 +200,7 @@ class Settings:
     retention: RetentionPolicy | None = None
 
     def __repr__(self) -> str:
-        url = mask_url(self.backend_url) if self.backend_url else None
+        url = mask_secrets(self.backend_url) if self.backend_url else None
         return (
             f"Settings(backend={self.backend!r}, backend_url={url!r}, "
             f"backend_options={redact(dict(self.backend_options))!r}, "
@@ -201,7 +217,7 @@ class Settings:
             ("backend", str(self.backend), self.sources.get("backend", "default")),
             (
                 "backend_url",
-                mask_url(self.backend_url) if self.backend_url else "",
+                mask_secrets(self.backend_url) if self.backend_url else "",
                 self.sources.get("backend_url", "default"),
             ),
             (

@@ -35,7 +35,7 @@ __all__ = ["IOManagerConformance"]
 AssetFactory = Callable[..., Asset]
 
 
-def _rows(ids: list[int], names: list[str] | None = None) -> dict[str, list[Any]]:
+def _rows(ids: list[int], names: list[str | None] | None = None) -> dict[str, list[Any]]:
     return {
         "id": ids,
         "name": names if names is not None else [f"n{i}" for i in ids],
@@ -43,13 +43,13 @@ def _rows(ids: list[int], names: list[str] | None = None) -> dict[str, list[Any]
     }
 
 
-def _frame(ids: list[int], names: list[str] | None = None) -> Any:
+def _frame(ids: list[int], names: list[str | None] | None = None) -> Any:
     import pandas as pd
 
     return pd.DataFrame(_rows(ids, names))
 
 
-def _arrow(ids: list[int], names: list[str] | None = None) -> Any:
+def _arrow(ids: list[int], names: list[str | None] | None = None) -> Any:
     import pyarrow as pa
 
     schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("amount", pa.float64())])
@@ -64,7 +64,7 @@ def _content(handle: Any, columns: tuple[str, ...] = ("id", "name", "amount")) -
     return sorted(rows, key=lambda r: r[0])
 
 
-def _expected(ids: list[int], names: list[str] | None = None) -> list[tuple]:
+def _expected(ids: list[int], names: list[str | None] | None = None) -> list[tuple]:
     rows = _rows(ids, names)
     return sorted(zip(rows["id"], rows["name"], rows["amount"], strict=True), key=lambda r: r[0])
 

@@ -179,10 +179,11 @@ class Instance:
         )
         if record is None or not record.active:
             what = f"name {ref.name!r}" if ref.name is not None else f"uri {ref.uri!r}"
-            state = "inactive" if record is not None else "registered"
             raise AssetNotFoundError(
-                f"no {'active ' if record is not None else ''}asset with {what} is {state}; "
-                "declare the asset in a task or register it first"
+                f"no asset with {what} is registered; declare the asset in a task or "
+                "register it first"
+                if record is None
+                else f"the asset with {what} is inactive; register it again to reactivate it"
             )
         return Asset(record.name, record.uri, group=record.group, extra=record.extra)
 

@@ -13,10 +13,20 @@ import assetry
 import pytest
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.objectstore import Layout, ObjectStoreBackend
+from assetry.backends.objectstore.backend import HINT_INTERVAL
 from assetry.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from assetry.testing import StateBackendConformance
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def aio_session() -> Any:
+    """One aiobotocore session for the module: each test still gets its own client, but the
+    S3 service model is parsed once instead of once per test."""
+    from aiobotocore.session import AioSession
+
+    return AioSession()
 
 
 def _memory_url() -> str:
@@ -41,13 +51,19 @@ class TestObjectStoreOnS3(StateBackendConformance):
         return f"s3://{s3_bucket}/state/v1"
 
     @pytest.fixture
-    def backend(self, s3_url: str, s3_server: Any) -> Iterator[ObjectStoreBackend]:
-        with ObjectStoreBackend(s3_url, storage_options=s3_server.storage_options) as backend:
+    def s3_options(self, s3_server: Any, aio_session: Any) -> dict[str, Any]:
+        return {**s3_server.storage_options, "session": aio_session}
+
+    @pytest.fixture
+    def backend(self, s3_url: str, s3_options: dict[str, Any]) -> Iterator[ObjectStoreBackend]:
+        with ObjectStoreBackend(s3_url, storage_options=s3_options) as backend:
             yield backend
 
     @pytest.fixture
-    def reopen_backend(self, s3_url: str, s3_server: Any) -> Callable[[], ObjectStoreBackend]:
-        return lambda: ObjectStoreBackend(s3_url, storage_options=s3_server.storage_options)
+    def reopen_backend(
+        self, s3_url: str, s3_options: dict[str, Any]
+    ) -> Callable[[], ObjectStoreBackend]:
+        return lambda: ObjectStoreBackend(s3_url, storage_options=s3_options)
 
 
 class TestObjectStoreOnLocalDirectory(StateBackendConformance):
@@ -265,14 +281,15 @@ def test_a_stale_or_missing_head_hint_never_changes_ids(tmp_path: Path) -> None:
     url = f"file://{tmp_path}"
     writer = ObjectStoreBackend(url)
     writer.register_asset("orders", "s3://data/orders")
-    writer.append_events([NewEvent("orders")] * 40)
+    count = HINT_INTERVAL + 8
+    writer.append_events([NewEvent("orders")] * count)
     hint = tmp_path / Layout.head("orders")
-    assert json.loads(hint.read_text())["id"] == 32
+    assert json.loads(hint.read_text())["id"] == HINT_INTERVAL
     hint.write_text(json.dumps({"asset": "orders", "id": 3}))
-    assert ObjectStoreBackend(url).append_events([NewEvent("orders")])[0].id == 41
+    assert ObjectStoreBackend(url).append_events([NewEvent("orders")])[0].id == count + 1
     hint.unlink()
-    assert ObjectStoreBackend(url).append_events([NewEvent("orders")])[0].id == 42
-    assert ObjectStoreBackend(url).latest_events()["orders"].id == 42
+    assert ObjectStoreBackend(url).append_events([NewEvent("orders")])[0].id == count + 2
+    assert ObjectStoreBackend(url).latest_events()["orders"].id == count + 2
 
 
 def test_tombstones_are_skipped_without_reading_them(tmp_path: Path) -> None:
@@ -465,3 +482,25 @@ def test_a_deactivation_elsewhere_stops_writes_after_the_registry_ttl(tmp_path: 
     admin.deactivate_asset("orders")
     with pytest.raises(assetry.AssetInactiveError):
         writer.store_set("orders", "k", "2")
+
+
+def test_an_unreachable_endpoint_is_reported_unavailable_after_retries() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
+    backend = ObjectStoreBackend(
+        "s3://bucket/state",
+        storage_options={
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "key": "k",
+            "secret": "do-not-print",
+        },
+        max_attempts=2,
+        retry_base_delay=0.001,
+    )
+    with pytest.raises(BackendUnavailableError, match="after 2 attempts") as failure:
+        backend.get_asset("orders")
+    assert "s3://bucket/state" in str(failure.value)
+    assert "do-not-print" not in str(failure.value)

@@ -59,8 +59,9 @@ log = logging.getLogger(__name__)
 
 #: Version of the object layout, kept in ``format.json`` under the prefix.
 LAYOUT_VERSION: Final = 1
-#: A writer refreshes an asset's head hint once the log has grown this much past it.
-HINT_INTERVAL: Final = 32
+#: A writer refreshes an asset's head hint once the log has grown this much past it (a
+#: cold start then lists at most this many keys: one LIST page).
+HINT_INTERVAL: Final = 100
 #: Deleted events leave a tombstone (``{"id":N,"deleted":true}``, under 40 bytes) so their
 #: ids stay taken; every live event document is far larger, so listings tell them apart.
 TOMBSTONE_MAX_BYTES: Final = 64

@@ -232,6 +232,11 @@ class S3Storage(ObjectStorage):
                 except Exception as exc:  # aiohttp / botocore connection errors
                     if _is_connection_error(exc):
                         raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                    if _is_botocore_error(exc):  # no credentials, bad parameters, ...
+                        raise BackendUnavailableError(
+                            f"object store {self.url} failed {what} {key!r}: "
+                            f"{type(exc).__name__}: {exc}; check the connection's settings"
+                        ) from None
                     raise
             except _Retryable as exc:
                 ambiguous = True
@@ -405,6 +410,14 @@ class S3Storage(ObjectStorage):
 
 class _Absent(Exception):
     """404: the object does not exist."""
+
+
+def _is_botocore_error(exc: BaseException) -> bool:
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # pragma: no cover - botocore comes with s3fs
+        return False
+    return isinstance(exc, BotoCoreError)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

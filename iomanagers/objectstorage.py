@@ -332,7 +332,13 @@ class _LocalStaging:
         self.dir = os.path.join(self.root, _new_id())
 
     def __enter__(self) -> _LocalStaging:
-        os.makedirs(self.dir, exist_ok=True)
+        for attempt in range(3):
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+                break
+            except FileNotFoundError:  # another writer removed the empty root meanwhile
+                if attempt == 2:
+                    raise
         return self
 
     def __exit__(self, *exc: object) -> None:

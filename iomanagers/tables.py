@@ -430,6 +430,8 @@ class TableHandle(AssetHandle):
         import sqlglot as sg
         import sqlglot.expressions as sge
 
+        if self.location.backend == "sqlite":
+            schema = _sqlite_schema(schema)
         defs = ibis.Schema.from_pyarrow(schema).to_sqlglot_column_defs(self.dialect)
         create = sge.Create(
             kind="TABLE",
@@ -617,6 +619,15 @@ class TableHandle(AssetHandle):
 
 
 # -- data conversion -------------------------------------------------------------------------
+
+
+def _sqlite_schema(schema: pa.Schema) -> pa.Schema:
+    """SQLite has no decimal type (and ibis cannot read one back): store decimals as REAL."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [f.with_type(pa.float64()) if pa.types.is_decimal(f.type) else f for f in schema]
+    )
 
 
 def _autocommit(raw: Any) -> bool:

@@ -7,6 +7,7 @@ import json
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -449,3 +450,56 @@ def test_mariadb_stores_aware_timestamps_as_utc(mysql_url: str, server_tables) -
         handle.insert(pa.table({"ts": pa.array([moment], pa.timestamp("us", tz="UTC"))}))
         value = handle.to_pyarrow().column("ts").to_pylist()[0]
     assert value.replace(tzinfo=None) == dt.datetime(2024, 6, 1, 12, 0)
+
+
+# -- types -----------------------------------------------------------------------------------
+
+TYPED = pa.table(
+    {
+        "ts": pa.array(
+            [dt.datetime(2024, 6, 1, 12, 30, tzinfo=dt.UTC), None], pa.timestamp("us", tz="UTC")
+        ),
+        "naive": pa.array([dt.datetime(2024, 6, 1, 12, 30), None], pa.timestamp("us")),
+        "day": pa.array([dt.date(2024, 6, 1), None]),
+        "flag": pa.array([True, None]),
+        "price": pa.array([Decimal("1.25"), None], pa.decimal128(10, 2)),
+        "text": pa.array(['it\'s "quoted", with commas\nand lines', None]),
+    }
+)
+
+
+def _plain(value: Any) -> Any:
+    """Values as engines without a type give them back (bool as int, decimal as float...)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, bool | Decimal):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def _assert_typed_round_trip(asset: Asset) -> None:
+    with _dispatcher().connect(asset) as handle:
+        handle.insert(TYPED)
+        back = handle.to_pyarrow()
+    for name in TYPED.column_names:
+        assert [_plain(v) for v in back.column(name).to_pylist()] == [
+            _plain(v) for v in TYPED.column(name).to_pylist()
+        ], name
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "sqlite"])
+def test_common_types_round_trip_on_file_databases(tmp_path: Path, backend: str) -> None:
+    suffix = "duckdb" if backend == "duckdb" else "db"
+    _assert_typed_round_trip(Asset(uri=f"{backend}:///{tmp_path}/w.{suffix}/typed"))
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_common_types_round_trip_on_servers(
+    request: pytest.FixtureRequest, server_tables, server: str
+) -> None:
+    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysql_url")
+    schema = "public" if server == "postgresql" else None
+    _assert_typed_round_trip(server_tables(Asset(uri=_server_uri(url, server, _name(), schema))))

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from assetry import AssetHandle, AssetNotFoundError, IOManager
+from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
 from assetry.clients import storage_options_for
+from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
 from assetry.values import validate_partition_key
 
@@ -146,7 +147,14 @@ class ObjectStorageIOManager(IOManager):
             options: dict[str, Any] = {}
         else:
             options = storage_options_for(uri, conn_id, self.settings)
-        fs, path = fsspec.core.url_to_fs(target, **options)
+        try:
+            fs, path = fsspec.core.url_to_fs(target, **options)
+        except ImportError as exc:
+            scheme = uri_scheme(target)
+            hint = INSTALL_HINTS.get(scheme)
+            raise PluginError(
+                f"cannot open {mask_url(uri)!r}: {exc}" + (f"; try: {hint}" if hint else "")
+            ) from None
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         kind = (
             "local"

@@ -58,6 +58,17 @@ def test_unknown_scheme_error_lists_the_known_ones() -> None:
     assert "install a package" in message
 
 
+def test_missing_filesystem_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec.core
+
+    def missing(url: str, **options: object) -> None:
+        raise ImportError("Please install gcsfs to access Google Storage")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", missing)
+    with pytest.raises(PluginError, match=r"gcsfs.*try: pip install gcsfs"):
+        _dispatcher().open(Asset(uri="gs://bucket/orders.parquet"))
+
+
 def test_asset_without_a_scheme_is_a_clear_error() -> None:
     with pytest.raises(UnsupportedSchemeError, match="no scheme"):
         _dispatcher().open(Asset("just-a-name"))

@@ -625,6 +625,7 @@ class SQLBackend(StateBackend):
         if taken is None:
             taken = self._take_ids(sql, cursor, self._counts(new))
         now = _now_us()
+        now_moment = _from_us(now)
         next_id = {name: first for name, (_, _, first) in taken.items()}
         rows: list[dict[str, Any]] = []
         alias_rows: list[dict[str, Any]] = []
@@ -634,7 +635,11 @@ class SQLBackend(StateBackend):
             asset_id, uri, _ = taken[event.asset]
             event_id = next_id[event.asset]
             next_id[event.asset] = event_id + 1
-            stamp = _to_us(event.timestamp) if event.timestamp is not None else now
+            if event.timestamp is None:
+                stamp, moment = now, now_moment
+            else:
+                stamp = _to_us(event.timestamp)
+                moment = _from_us(stamp)
             rows.append(
                 {
                     "asset_id": asset_id,
@@ -644,7 +649,7 @@ class SQLBackend(StateBackend):
                     "partition_key": event.partition_key,
                     "source_task_id": event.source_task_id,
                     "source_run_id": event.source_run_id,
-                    "aliases": json.dumps(list(event.aliases)),
+                    "aliases": json.dumps(list(event.aliases)) if event.aliases else "[]",
                 }
             )
             for alias in dict.fromkeys(event.aliases):
@@ -663,8 +668,8 @@ class SQLBackend(StateBackend):
                     id=event_id,
                     asset_name=event.asset,
                     asset_uri=uri,
-                    timestamp=_from_us(stamp),
-                    extra=json.loads(event.extra_json),
+                    timestamp=moment,
+                    extra={} if event.extra_json == "{}" else json.loads(event.extra_json),
                     partition_key=event.partition_key,
                     source_task_id=event.source_task_id,
                     source_run_id=event.source_run_id,
@@ -683,20 +688,8 @@ class SQLBackend(StateBackend):
         sql = self._sql or self._ready()
         return self._db.transaction(lambda _held, cursor: self._insert_events(sql, cursor, events))
 
-    @staticmethod
-    def _event(row: Any, name: str) -> AssetEvent:
-        return AssetEvent(
-            id=int(row.id),
-            asset_name=name,
-            asset_uri=row.uri,
-            timestamp=_from_us(row.timestamp_us),
-            extra=json.loads(row.extra),
-            partition_key=row.partition_key,
-            source_task_id=row.source_task_id,
-            source_run_id=row.source_run_id,
-            aliases=tuple(json.loads(row.aliases)),
-        )
-
+    #: The columns of an event row, in the order :meth:`_event` reads them; every event
+    #: query adds the asset's URI after them.
     _EVENT_COLUMNS = (
         EVENTS.c.id,
         EVENTS.c.timestamp_us,
@@ -707,7 +700,28 @@ class SQLBackend(StateBackend):
         EVENTS.c.aliases,
     )
 
+    @staticmethod
+    def _event(row: Any, name: str) -> AssetEvent:
+        """An event from a row of ``_EVENT_COLUMNS`` and the asset URI (read by position:
+        much cheaper than by name for pages of many rows)."""
+        aliases = row[6]
+        return AssetEvent(
+            id=int(row[0]),
+            asset_name=name,
+            asset_uri=row[7],
+            timestamp=_from_us(row[1]),
+            extra=json.loads(row[2]),
+            partition_key=row[3],
+            source_task_id=row[4],
+            source_run_id=row[5],
+            aliases=() if aliases == "[]" else tuple(json.loads(aliases)),
+        )
+
     def query_events(self, query: EventQuery) -> list[AssetEvent]:
+        return [self._event(row, query.asset) for row in self._read(self.events_query(query))]
+
+    def events_query(self, query: EventQuery) -> sa.Select[Any]:
+        """The SELECT behind :meth:`query_events` (its rows carry the asset's URI)."""
         e, a = EVENTS, ASSETS
         statement = (
             sa.select(*self._EVENT_COLUMNS, a.c.uri)
@@ -737,20 +751,13 @@ class SQLBackend(StateBackend):
         statement = statement.order_by(e.c.id.desc() if query.descending else e.c.id)
         if query.limit is not None:
             statement = statement.limit(query.limit)
-        return [self._event(row, query.asset) for row in self._read(statement)]
+        return statement
 
     def latest_events(self, assets: Sequence[str] | None = None) -> dict[str, AssetEvent]:
         a, e = ASSETS, EVENTS
         if assets is not None and not assets:
             return {}
-        # The newest event is normally the asset's last id: one primary-key lookup each.
-        base = (
-            sa.select(a.c.id.label("asset_id"), a.c.name, a.c.uri, *self._EVENT_COLUMNS)
-            .select_from(
-                a.outerjoin(e, sa.and_(e.c.asset_id == a.c.id, e.c.id == a.c.last_event_id))
-            )
-            .where(a.c.last_event_id > 0)
-        )
+        base = self.latest_events_query()
         if assets is None:
             rows = self._read(base)
         else:
@@ -762,19 +769,33 @@ class SQLBackend(StateBackend):
             ]
         latest: dict[str, AssetEvent] = {}
         for row in rows:
-            if row.id is not None:
-                latest[row.name] = self._event(row, row.name)
+            name = row[9]
+            if row[0] is not None:
+                latest[name] = self._event(row, name)
                 continue
             # That event was deleted: the newest remaining one, if any.
             newest = self._read(
-                sa.select(*self._EVENT_COLUMNS, sa.literal(row.uri).label("uri"))
-                .where(e.c.asset_id == row.asset_id)
+                sa.select(*self._EVENT_COLUMNS, sa.literal(row[7]).label("uri"))
+                .where(e.c.asset_id == row[8])
                 .order_by(e.c.id.desc())
                 .limit(1)
             )
             if newest:
-                latest[row.name] = self._event(newest[0], row.name)
+                latest[name] = self._event(newest[0], name)
         return latest
+
+    @classmethod
+    def latest_events_query(cls) -> sa.Select[Any]:
+        """The SELECT behind :meth:`latest_events`: each asset's event with its last id, one
+        primary-key lookup per asset (no event where that one was deleted)."""
+        a, e = ASSETS, EVENTS
+        return (
+            sa.select(*cls._EVENT_COLUMNS, a.c.uri, a.c.id.label("asset_id"), a.c.name)
+            .select_from(
+                a.outerjoin(e, sa.and_(e.c.asset_id == a.c.id, e.c.id == a.c.last_event_id))
+            )
+            .where(a.c.last_event_id > 0)
+        )
 
     def latest_partition_events(self, asset: str) -> dict[str, AssetEvent]:
         a, e = ASSETS, EVENTS
@@ -793,7 +814,7 @@ class SQLBackend(StateBackend):
                 e.join(newest, sa.and_(e.c.asset_id == asset_id, e.c.id == newest.c.newest_id))
             )
         )
-        return {row.partition_key: self._event(row, asset) for row in rows}
+        return {row[3]: self._event(row, asset) for row in rows}
 
     def alias_targets(self, alias: str) -> list[str]:
         t, a = ALIAS_TARGETS, ASSETS

@@ -23,6 +23,7 @@ import random
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,11 +121,12 @@ def _with_connection_credentials(url: sa.URL, backend: str, conn_id: str | None)
 
 @dataclass(slots=True)
 class Held:
-    """A connection kept by one thread: the SQLAlchemy connection and its DBAPI connection."""
+    """A connection kept by one thread: the SQLAlchemy connection, its DBAPI connection and
+    a poller on its socket (servers only)."""
 
     conn: sa.Connection
     raw: Any
-    fd: int | None
+    poller: Any = None
 
 
 class _OutcomeUnknown(Exception):
@@ -171,14 +173,12 @@ class Database:
         self._local = threading.local()
         self._held: dict[int, tuple[threading.Thread, Held]] = {}
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._connected_once = False
         self._closed = False
         # An in-memory SQLite database is one connection: its users take turns.
-        self.serial: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if self.memory else contextlib.nullcontext()
-        )
+        self._memory_lock = threading.RLock()
         self._shared: Held | None = None
+        _open_databases.add(self)
 
     # -- engine --------------------------------------------------------------------------
 
@@ -256,19 +256,16 @@ class Database:
     # -- connections -----------------------------------------------------------------------
 
     def _kept(self) -> Held:
-        """This thread's connection, (re)opened when missing, broken or hung up on."""
-        if self._pid != os.getpid():
-            self._after_fork()
+        """This thread's connection, (re)opened when missing or hung up on. (A connection
+        that breaks in use is dropped where the error is handled.)"""
         held = self._shared if self.memory else getattr(self._local, "held", None)
-        if held is not None:
-            if held.conn.invalidated or held.conn.closed:
-                self._drop(held)
-                held = None
-            elif held.fd is not None and _peer_hung_up(held.fd):
-                held.conn.invalidate()
-                self._drop(held)
-                held = None
-        return held if held is not None else self._open()
+        if held is None:
+            return self._open()
+        if held.poller is not None and _peer_hung_up(held.poller):
+            held.conn.invalidate()
+            self._drop(held)
+            return self._open()
+        return held
 
     def _open(self) -> Held:
         if self._closed:
@@ -276,7 +273,7 @@ class Database:
         self._reap()
         conn = self.engine.connect()
         raw = conn.connection.dbapi_connection
-        held = Held(conn, raw, _socket_fd(raw) if self.family != "sqlite" else None)
+        held = Held(conn, raw, _poller(raw) if self.family != "sqlite" else None)
         if self.memory:
             self._shared = held
         else:
@@ -313,7 +310,6 @@ class Database:
         self._held = {}
         self._lock = threading.Lock()
         self._shared = None
-        self._pid = os.getpid()
 
     def close(self) -> None:
         """Close every kept connection and the engine."""
@@ -338,38 +334,44 @@ class Database:
         ``repeatable`` says whether ``work`` may run again after its connection broke in
         the middle of it (reads; not a single-statement write that may have committed).
         """
-        started = time.monotonic()
+        if self.memory:
+            with self._memory_lock:
+                return self._run(work, repeatable)
+        return self._run(work, repeatable)
+
+    def _run(self, work: Callable[[Held], T], repeatable: bool) -> T:
+        started = 0.0
         attempt = 0
         while True:
-            with self.serial:
+            try:
+                held = self._kept()
+            except sa.exc.DBAPIError as exc:
+                error: BaseException = exc
+                if not self._connected_once:
+                    raise self.unavailable(exc) from None
+            else:
                 try:
-                    held = self._kept()
-                except sa.exc.DBAPIError as exc:
-                    error: BaseException = exc
-                    if not self._connected_once:
-                        raise self.unavailable(exc) from None
-                else:
-                    try:
-                        return work(held)
-                    except Exception as exc:
-                        kind = self._classify(exc, held)
-                        if kind is None:
+                    return work(held)
+                except Exception as exc:
+                    kind = self._classify(exc, held)
+                    if kind is None:
+                        raise
+                    if kind != "conflict":
+                        self._drop(held)
+                    if kind == "unknown" or (kind == "disconnect" and not repeatable):
+                        cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc
+                        raise self.unavailable(cause, outcome_unknown=True) from None
+                    if kind == "locked":
+                        raise self.locked(exc) from None
+                    error = exc
+                    if kind == "conflict":
+                        attempt += 1
+                        if attempt > _MAX_CONFLICT_RETRIES:
                             raise
-                        if kind != "conflict":
-                            self._drop(held)
-                        if kind == "unknown" or (kind == "disconnect" and not repeatable):
-                            cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc
-                            raise self.unavailable(cause, outcome_unknown=True) from None
-                        if kind == "locked":
-                            raise self.locked(exc) from None
-                        error = exc
-                        if kind == "conflict":
-                            attempt += 1
-                            if attempt > _MAX_CONFLICT_RETRIES:
-                                raise
-                            time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
-                            continue
+                        time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                        continue
             attempt += 1
+            started = started or time.monotonic()
             if time.monotonic() - started > self.retry_timeout:
                 raise self.unavailable(error) from None
             time.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))
@@ -406,6 +408,7 @@ class Database:
             cursor.execute("ROLLBACK")
         except Exception:
             held.conn.invalidate()
+            self._drop(held)
 
     def _classify(self, exc: BaseException, held: Held) -> str | None:
         """``disconnect``, ``conflict`` (rolled back by the server), ``locked`` (SQLite's
@@ -460,26 +463,42 @@ class Database:
         )
 
 
-def _socket_fd(raw: Any) -> int | None:
-    """The socket of a DBAPI connection (psycopg's ``fileno()``, PyMySQL's socket)."""
+def _poller(raw: Any) -> Any:
+    """Something to ask whether the socket of a DBAPI connection (psycopg's ``fileno()``,
+    PyMySQL's socket) has anything to read; ``None`` where it cannot be had."""
     for get in (lambda: raw.fileno(), lambda: raw._sock.fileno()):
         try:
             fd = get()
         except Exception:
             continue
         if isinstance(fd, int) and fd >= 0:
-            return fd
+            if not hasattr(select, "poll"):
+                return fd
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return poller
     return None
 
 
-def _peer_hung_up(fd: int) -> bool:
+def _peer_hung_up(poller: Any) -> bool:
     """Whether an idle connection's socket is readable: the server closed it or sent a
     farewell (PostgreSQL's "terminating connection"), as after a restart."""
     try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        return bool(select.select([fd], [], [], 0)[0])
+        if isinstance(poller, int):
+            return bool(select.select([poller], [], [], 0)[0])
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+#: Every Database of the process, so a forked child can drop its parent's connections.
+_open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for database in list(_open_databases):
+        database._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)

@@ -11,8 +11,9 @@ large share of a loopback round trip on the servers. Every other query goes thro
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ class Sql:
     text: str
     names: tuple[str, ...]
     positional: bool
+    _pick: Any = field(repr=False, compare=False)
 
     @classmethod
     def compile(cls, statement: sa.Executable, dialect: Dialect) -> Sql:
@@ -40,14 +42,17 @@ class Sql:
         if compiled.positional:
             names = tuple(compiled.positiontup or ())
         else:
-            names = tuple(compiled.bind_names.values())
-        return cls(compiled.string, names, bool(compiled.positional))
+            names = tuple(dict.fromkeys(compiled.bind_names.values()))
+        pick = operator.itemgetter(*names) if len(names) > 1 else None
+        return cls(compiled.string, names, bool(compiled.positional), pick)
 
     def args(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters for ``params`` (a tuple or a dict, as the driver expects)."""
-        if self.positional:
-            return tuple([params[name] for name in self.names])
-        return {name: params[name] for name in self.names}
+        if not self.positional:
+            return {name: params[name] for name in self.names}
+        if self._pick is not None:
+            return self._pick(params)
+        return tuple([params[name] for name in self.names])
 
     def run(self, cursor: Any, params: Mapping[str, Any]) -> Any:
         """Execute on ``cursor``; return the cursor for fetching or ``rowcount``."""

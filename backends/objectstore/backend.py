@@ -102,7 +102,7 @@ class _Location:
 
 
 class _LRU:
-    """A small thread-safe bounded mapping (insertion order = recency)."""
+    """A small thread-safe bounded mapping; the entry written longest ago goes first."""
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -6,8 +6,10 @@ An :class:`ObjectStorage` holds byte objects under one root, addressed by relati
 its own way:
 
 - :class:`S3Storage`: S3 conditional writes (``If-None-Match: *``, ``If-Match: <etag>``,
-  and ``If-Match`` on delete), called on s3fs's aiobotocore client; throttling, 5xx and
-  connection errors are retried with exponential backoff and full jitter, then reported as
+  and ``If-Match`` on delete, which AWS honours on general-purpose buckets since 2025; an
+  S3-compatible store that ignores it turns a conditional delete into a plain one), called
+  on s3fs's aiobotocore client; throttling, 5xx and connection errors are retried with
+  exponential backoff and full jitter, then reported as
   :class:`~assetry.errors.BackendUnavailableError` with the masked URL.
 - :class:`LocalStorage`: files; a write goes to a temporary file (fsynced) that is
   ``os.link``-ed into place for a create and ``os.replace``-d for a replace, under an
@@ -461,8 +463,12 @@ class LocalStorage(ObjectStorage):
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root).absolute()
         self.fsync = fsync
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / _LOCK_DIR).mkdir(exist_ok=True)
+        self._lock_dir_ready = False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only parent: fine for readers if the folder exists
+            if not self.root.is_dir():
+                raise self._fail("open", "", exc) from None
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -480,6 +486,9 @@ class LocalStorage(ObjectStorage):
     def _locked(self, key: str) -> Iterator[None]:
         import fcntl
 
+        if not self._lock_dir_ready:
+            (self.root / _LOCK_DIR).mkdir(exist_ok=True)
+            self._lock_dir_ready = True
         stripe = int(_md5(key.encode())[:8], 16) % _LOCK_STRIPES
         fd = os.open(self.root / _LOCK_DIR / f"{stripe:02d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -192,6 +192,9 @@ class StateBackend(abc.ABC):
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def __init__(self, url: str | None = None, **options: Any) -> None:  # noqa: B027
+        """Backends are built as ``cls(url=url, **options)``; unknown options are a TypeError."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the backend must not be used afterwards."""
 

@@ -281,7 +281,42 @@ def _parse_bool(value: Any, what: str) -> bool:
     raise ConfigurationError(f"{what} must be true or false, got {value!r}")
 
 
+def _pick_backend(
+    layers: list[tuple[str, str, Any, Any]], sources: dict[str, str]
+) -> tuple[Any, Any]:
+    """The backend and its URL, taken as a pair from the highest layer that sets either.
+
+    A layer naming only a backend borrows a lower layer's URL when that URL is for the
+    same backend, so ``ASSETRY_BACKEND=sql`` never pairs with a file's ``memory://`` URL.
+    """
+    from .plugins import backend_for_url
+
+    def backend_of(candidate_url: Any) -> str | None:
+        try:
+            return backend_for_url(candidate_url) if isinstance(candidate_url, str) else None
+        except Exception:
+            return None
+
+    for i, (backend_src, url_src, name, url) in enumerate(layers):
+        if name is None and url is None:
+            continue
+        if name is not None:
+            sources["backend"] = backend_src
+        if url is not None:
+            sources["backend_url"] = url_src
+        elif isinstance(name, str):
+            for _, lower_url_src, lower_name, lower_url in layers[i + 1 :]:
+                if lower_url is not None and (lower_name or backend_of(lower_url)) == name:
+                    url = lower_url
+                    sources["backend_url"] = lower_url_src
+                    break
+        return name, url
+    return None, None
+
+
 def _parse_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigurationError(f"{what} must be a whole number, got {value!r}")
     try:
         result = int(value)
     except (TypeError, ValueError):
@@ -339,8 +374,19 @@ def load_settings(
         sources[name] = "default"
         return None
 
-    chosen_backend = pick("backend", backend, "ASSETRY_BACKEND", "backend")
-    chosen_url = pick("backend_url", url, "ASSETRY_BACKEND_URL", ("backend_url", "url"))
+    chosen_backend, chosen_url = _pick_backend(
+        [
+            ("argument", "argument", backend, url),
+            (
+                "environment ASSETRY_BACKEND",
+                "environment ASSETRY_BACKEND_URL",
+                env.get("ASSETRY_BACKEND") or None,
+                env.get("ASSETRY_BACKEND_URL") or None,
+            ),
+            (file_src, file_src, table.get("backend"), table.get("backend_url", table.get("url"))),
+        ],
+        sources,
+    )
     raw_max = pick("max_value_bytes", max_value_bytes, "ASSETRY_MAX_VALUE_BYTES", "max_value_bytes")
     raw_upgrade = pick("auto_upgrade", None, "ASSETRY_AUTO_UPGRADE", "auto_upgrade")
     raw_retention = pick("retention", None, "ASSETRY_RETENTION", "retention")

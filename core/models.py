@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .uri import MAX_URI_LENGTH, normalize_uri
+from .values import encode_extra
 
 __all__ = [
     "Asset",
@@ -121,6 +122,8 @@ class Asset(BaseAsset):
             extra = {}
         elif not isinstance(extra, Mapping):
             raise TypeError(f"Asset extra must be a dict, not {type(extra).__name__}")
+        else:
+            encode_extra(extra)  # JSON only, checked now rather than at registration
         watchers = tuple(watchers)
         for watcher in watchers:
             if not isinstance(watcher, AssetWatcher):

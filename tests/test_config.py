@@ -513,3 +513,39 @@ def test_settings_is_a_value_object(project: Path) -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(AttributeError):
         settings.backend = "memory"  # type: ignore[misc]
+
+
+def test_backend_name_never_pairs_with_a_lower_layers_url_for_another_backend(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pyproject(project, '[tool.assetry]\nbackend_url = "memory://shared"\n')
+    monkeypatch.setenv("ASSETRY_BACKEND", "sql")
+    settings = load_settings(cwd=project)
+    assert (settings.backend, settings.backend_url) == ("sql", None)
+    assert settings.sources["backend"] == "environment ASSETRY_BACKEND"
+
+
+def test_backend_name_borrows_a_lower_layers_url_for_the_same_backend(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pyproject(project, '[tool.assetry]\nbackend_url = "sqlite:///state.db"\n')
+    monkeypatch.setenv("ASSETRY_BACKEND", "sql")
+    settings = load_settings(cwd=project)
+    assert (settings.backend, settings.backend_url) == ("sql", "sqlite:///state.db")
+    assert settings.sources["backend_url"].endswith("pyproject.toml")
+
+
+def test_a_higher_layers_url_replaces_a_lower_layers_backend(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pyproject(project, '[tool.assetry]\nbackend = "objectstore"\n')
+    monkeypatch.setenv("ASSETRY_BACKEND_URL", "memory://x")
+    settings = load_settings(cwd=project)
+    assert (settings.backend, settings.backend_url) == (None, "memory://x")
+
+
+@pytest.mark.parametrize("value", ["1.5", "true"])
+def test_max_value_bytes_must_be_a_whole_number_in_files(project: Path, value: str) -> None:
+    _write_pyproject(project, f"[tool.assetry]\nmax_value_bytes = {value}\n")
+    with pytest.raises(ConfigurationError, match="whole number"):
+        load_settings(cwd=project)

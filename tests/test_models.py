@@ -398,3 +398,8 @@ def test_asset_watcher_validates_its_name() -> None:
         AssetWatcher(1, trigger=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="watcher name"):
         AssetWatcher("", trigger=None)
+
+
+def test_asset_extra_must_be_json_when_the_asset_is_declared() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        Asset("nan-extra", extra={"x": float("nan")})

@@ -13,7 +13,10 @@ does not share this process's interpreter lock), then for each operation prints
 Operations and their baselines: ``store_get`` vs ``cat_file``; ``store_set`` of a known key
 vs ``pipe_file``; ``AssetStore.update(+1)`` vs ``cat_file`` then ``pipe_file`` (which is
 not atomic: the backend's update is a compare-and-set); ``append_events`` of one event vs
-``pipe_file`` of a new object.
+``pipe_file`` of a new object. ``set`` and ``append`` are also measured beside the same
+conditional request sent through raw ``pipe_file`` (``IfMatch=<etag>``, ``mode="create"``):
+moto spends more time on a conditional PUT than on a plain one, and that cost is the
+storage's, not the backend's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 BUCKET = "assetry-bench"
+#: Baselines that send the very request the backend sends (a conditional PUT).
+_CONDITIONAL = frozenset({"pipe_file IfMatch", "pipe_file create"})
 VALUE = {"watermark": "2024-06-01T00:00:00Z", "rows": 1234, "files": ["a.parquet", "b.parquet"]}
 
 
@@ -184,6 +189,11 @@ def run(endpoint: str, *, rounds: int, ops: int) -> list[Result]:
         n = int(raw.cat_file(f"{BUCKET}/raw/runs.json"))
         raw.pipe_file(f"{BUCKET}/raw/runs.json", str(n + 1).encode())
 
+    etag = [raw.pipe_file(f"{BUCKET}/raw/cas.json", payload)["ETag"]]
+
+    def raw_set_if_match(_: int) -> None:
+        etag[0] = raw.pipe_file(f"{BUCKET}/raw/cas.json", payload, IfMatch=etag[0])["ETag"]
+
     kw = {"ours_counter": ours_counter, "raw_counter": raw_counter, "rounds": rounds, "ops": ops}
     return [
         compare(
@@ -201,6 +211,13 @@ def run(endpoint: str, *, rounds: int, ops: int) -> list[Result]:
             **kw,
         ),
         compare(
+            "set",
+            "pipe_file IfMatch",
+            lambda _: backend.store_set("orders", "watermark", value_json),
+            raw_set_if_match,
+            **kw,
+        ),
+        compare(
             "update(+1)",
             "cat_file+pipe_file",
             lambda _: store.update("runs", lambda n: n + 1),
@@ -212,6 +229,15 @@ def run(endpoint: str, *, rounds: int, ops: int) -> list[Result]:
             "pipe_file (new key)",
             lambda _: backend.append_events([NewEvent("orders", extra_json='{"rows":1}')]),
             lambda i: raw.pipe_file(f"{BUCKET}/raw/events/{i:020d}.json", b'{"rows":1}'),
+            **kw,
+        ),
+        compare(
+            "append",
+            "pipe_file create",
+            lambda _: backend.append_events([NewEvent("orders", extra_json='{"rows":1}')]),
+            lambda i: raw.pipe_file(
+                f"{BUCKET}/raw/created/{i:020d}.json", b'{"rows":1}', mode="create"
+            ),
             **kw,
         ),
     ]
@@ -231,13 +257,20 @@ def report(results: Sequence[Result], *, rounds: int, ops: int) -> str:
             f"{r.baseline:<21}{r.raw_requests:>8.2f}{1 / r.raw_seconds:>9.1f}"
             f"{r.ratio:>11.2f}x"
         )
-    worst = max(results, key=lambda r: r.ratio)
-    verdict = "met" if worst.ratio <= 1.2 else "NOT met"
-    lines += [
-        "",
-        f"target <= 1.2x the raw time per operation: {verdict} (worst: {worst.operation} "
-        f"{worst.ratio:.2f}x)",
-    ]
+    lines.append("")
+    for title, rows in (
+        ("plain baselines", [r for r in results if r.baseline not in _CONDITIONAL]),
+        (
+            "same request",
+            [r for r in results if r.baseline in _CONDITIONAL or r.operation == "get"],
+        ),
+    ):
+        worst = max(rows, key=lambda r: r.ratio)
+        verdict = "met" if worst.ratio <= 1.2 else "NOT met"
+        lines.append(
+            f"target <= 1.2x the raw time per operation, {title}: {verdict} "
+            f"(worst: {worst.operation} vs {worst.baseline} {worst.ratio:.2f}x)"
+        )
     return "\n".join(lines)
 
 

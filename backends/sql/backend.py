@@ -77,6 +77,25 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _slot(partition: str | None) -> bytes:
+    """The indexed form of a store namespace: the digest of its partition key (or of ``''``
+    for asset-level entries)."""
+    return digest(partition) if partition else _ASSET_LEVEL_HASH
+
+
+def _on_cursor(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
+    """``work(cursor)`` as work for :meth:`Database.run`, on a cursor closed afterwards."""
+
+    def run(held: Held) -> Any:
+        cursor = held.raw.cursor()
+        try:
+            return work(cursor)
+        finally:
+            cursor.close()
+
+    return run
+
+
 def _fetchone(sql: Sql, params: Mapping[str, Any], held: Held) -> Any:
     cursor = held.raw.cursor()
     try:
@@ -198,11 +217,17 @@ class SQLBackend(StateBackend):
                 return self._sql
             current = self._db.run(lambda held: migrate.current_revision(held.conn))
             if current != migrate.head_revision():
-                self._db.run(lambda held: self._settle_schema(held.conn))
+                self._db.run(lambda held: self._settle_schema(held.conn, self.auto_upgrade))
             self._sql = statements_for(self._db.dialect)
             return self._sql
 
-    def _settle_schema(self, conn: sa.Connection) -> None:
+    def upgrade(self) -> None:
+        """Create the schema, or migrate it to this version of assetry."""
+        with self._schema_lock:
+            self._db.run(lambda held: self._settle_schema(held.conn, upgrade_older=True))
+            self._sql = statements_for(self._db.dialect)
+
+    def _settle_schema(self, conn: sa.Connection, upgrade_older: bool) -> None:
         """Under the migration lock (another process may be migrating right now): create a
         new database, upgrade an older one if allowed, refuse anything else."""
         head = migrate.head_revision()
@@ -217,33 +242,18 @@ class SQLBackend(StateBackend):
                     "migrations: point assetry at another database or schema"
                 )
             if current is not None and not migrate.is_known_revision(current):
-                raise self._newer_error(current, head)
-            if current is not None and not self.auto_upgrade:
+                raise SchemaVersionError(
+                    f"the state database {self.url} is at schema revision {current}, newer "
+                    f"than this assetry knows (its newest is {head}): upgrade assetry "
+                    "(pip install -U assetry)"
+                )
+            if current is not None and not upgrade_older:
                 raise SchemaVersionError(
                     f"the state database {self.url} is at schema revision {current}, "
                     f"older than this assetry's {head}: run Instance(...).upgrade() or "
                     "`assetry db upgrade` (or set auto_upgrade = true)"
                 )
             migrate.run_migrations(conn)
-
-    def _newer_error(self, current: str, head: str) -> SchemaVersionError:
-        return SchemaVersionError(
-            f"the state database {self.url} is at schema revision {current}, newer than this "
-            f"assetry knows (its newest is {head}): upgrade assetry (pip install -U assetry)"
-        )
-
-    def upgrade(self) -> None:
-        """Create the schema, or migrate it to this version of assetry."""
-        with self._schema_lock:
-            self._db.run(self._upgrade)
-            self._sql = statements_for(self._db.dialect)
-
-    def _upgrade(self, held: Held) -> None:
-        with migrate.migration_lock(held.conn):
-            current = migrate.current_revision(held.conn)
-            if current is not None and not migrate.is_known_revision(current):
-                raise self._newer_error(current, migrate.head_revision())
-            migrate.run_migrations(held.conn)
 
     def schema_status(self) -> dict[str, str | None]:
         current = self._db.run(lambda held: migrate.current_revision(held.conn))
@@ -383,7 +393,7 @@ class SQLBackend(StateBackend):
         sql = self._sql or self._ready()
         params = {
             "name_hash": digest(asset),
-            "partition_hash": digest(partition) if partition else _ASSET_LEVEL_HASH,
+            "partition_hash": _slot(partition),
             "key": key,
         }
         row = self._db.run(lambda held: _fetchone(sql.store_get, params, held))
@@ -396,7 +406,7 @@ class SQLBackend(StateBackend):
     ) -> dict[str, Any]:
         return {
             "name_hash": digest(asset),
-            "partition_hash": digest(partition) if partition else _ASSET_LEVEL_HASH,
+            "partition_hash": _slot(partition),
             "partition_key": partition or ASSET_LEVEL,
             "key": key,
             "value": value_json,
@@ -436,7 +446,7 @@ class SQLBackend(StateBackend):
         sql = self._ready()
         params = {
             "name_hash": digest(asset),
-            "partition_hash": digest(partition) if partition else _ASSET_LEVEL_HASH,
+            "partition_hash": _slot(partition),
             "key": key,
         }
         row = self._db.run(lambda held: _fetchone(sql.store_why, params, held))
@@ -465,26 +475,15 @@ class SQLBackend(StateBackend):
     ) -> int:
         sql = self._sql or self._ready()
         params = self._entry_params(asset, key, value_json, partition)
-
-        def cursor_work(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
-            def run(held: Held) -> Any:
-                cursor = held.raw.cursor()
-                try:
-                    return work(cursor)
-                finally:
-                    cursor.close()
-
-            return run
-
         if expected_version is ANY_VERSION:
             version = self._db.run(
-                cursor_work(lambda c: self._upsert(sql, c, params)), repeatable=False
+                _on_cursor(lambda c: self._upsert(sql, c, params)), repeatable=False
             )
             if version is None:
                 raise self._unwritable(asset)
             return version
         if expected_version is None:
-            if self._db.run(cursor_work(lambda c: self._create(sql, c, params)), repeatable=False):
+            if self._db.run(_on_cursor(lambda c: self._create(sql, c, params)), repeatable=False):
                 return 1
             raise self._lost_race(asset, key, partition, None)
         params["expected"] = expected_version
@@ -505,7 +504,7 @@ class SQLBackend(StateBackend):
         sql = self._sql or self._ready()
         params: dict[str, Any] = {
             "name_hash": digest(asset),
-            "partition_hash": digest(partition) if partition else _ASSET_LEVEL_HASH,
+            "partition_hash": _slot(partition),
             "key": key,
         }
         if expected_version is ANY_VERSION:
@@ -535,7 +534,7 @@ class SQLBackend(StateBackend):
         return sa.and_(
             STORE.c.asset_id
             == sa.select(ASSETS.c.id).where(ASSETS.c.name_hash == digest(asset)).scalar_subquery(),
-            STORE.c.partition_hash == (digest(partition) if partition else _ASSET_LEVEL_HASH),
+            STORE.c.partition_hash == _slot(partition),
         )
 
     def store_clear(
@@ -548,9 +547,7 @@ class SQLBackend(StateBackend):
         )
         doomed = sa.delete(STORE).where(STORE.c.asset_id == active_id)
         if not all_partitions:
-            doomed = doomed.where(
-                STORE.c.partition_hash == (digest(partition) if partition else _ASSET_LEVEL_HASH)
-            )
+            doomed = doomed.where(STORE.c.partition_hash == _slot(partition))
         removed = self._write(doomed)
         if removed == 0:
             self._require_writable(asset)
@@ -773,6 +770,8 @@ class SQLBackend(StateBackend):
             if row[0] is not None:
                 latest[name] = self._event(row, name)
                 continue
+            if self._db.family == "postgresql":
+                continue  # its query already stepped back: no event remains
             # That event was deleted: the newest remaining one, if any.
             newest = self._read(
                 sa.select(*self._EVENT_COLUMNS, sa.literal(row[7]).label("uri"))
@@ -784,13 +783,27 @@ class SQLBackend(StateBackend):
                 latest[name] = self._event(newest[0], name)
         return latest
 
-    @classmethod
-    def latest_events_query(cls) -> sa.Select[Any]:
-        """The SELECT behind :meth:`latest_events`: each asset's event with its last id, one
-        primary-key lookup per asset (no event where that one was deleted)."""
+    def latest_events_query(self) -> sa.Select[Any]:
+        """The SELECT behind :meth:`latest_events`: for each asset with events, the newest
+        one, found from the asset's last id by primary key. On PostgreSQL a LATERAL
+        ``ORDER BY id DESC LIMIT 1`` keeps that a per-asset index lookup whatever the
+        planner's statistics say (and steps back over a deleted last event)."""
         a, e = ASSETS, EVENTS
+        if self._db.family == "postgresql":
+            newest = (
+                sa.select(*self._EVENT_COLUMNS)
+                .where(e.c.asset_id == a.c.id, e.c.id <= a.c.last_event_id)
+                .order_by(e.c.id.desc())
+                .limit(1)
+                .lateral("newest")
+            )
+            return (
+                sa.select(*newest.c, a.c.uri, a.c.id.label("asset_id"), a.c.name)
+                .select_from(a.outerjoin(newest, sa.true()))
+                .where(a.c.last_event_id > 0)
+            )
         return (
-            sa.select(*cls._EVENT_COLUMNS, a.c.uri, a.c.id.label("asset_id"), a.c.name)
+            sa.select(*self._EVENT_COLUMNS, a.c.uri, a.c.id.label("asset_id"), a.c.name)
             .select_from(
                 a.outerjoin(e, sa.and_(e.c.asset_id == a.c.id, e.c.id == a.c.last_event_id))
             )

@@ -225,7 +225,7 @@ class Database:
         return engine
 
     def _make_parent_folder(self) -> None:
-        path = Path(self.url.database or "").expanduser()
+        path = Path(self.url.database or "")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -345,6 +345,11 @@ class Database:
         while True:
             try:
                 held = self._kept()
+            except sa.exc.TimeoutError:
+                raise BackendUnavailableError(
+                    f"every pooled connection to {self.masked_url} is in use by another "
+                    "thread; raise the backend's pool_size or max_overflow option"
+                ) from None
             except sa.exc.DBAPIError as exc:
                 error: BaseException = exc
                 if not self._connected_once:
@@ -356,7 +361,9 @@ class Database:
                     kind = self._classify(exc, held)
                     if kind is None:
                         raise
-                    if kind != "conflict":
+                    if kind in ("disconnect", "unknown"):
+                        with contextlib.suppress(Exception):
+                            held.conn.invalidate()
                         self._drop(held)
                     if kind == "unknown" or (kind == "disconnect" and not repeatable):
                         cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc

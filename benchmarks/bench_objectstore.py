@@ -198,7 +198,7 @@ def run(endpoint: str, *, rounds: int, ops: int) -> list[Result]:
     raw.pipe_file(f"{BUCKET}/raw/runs.json", b"0")
 
     ours_counter, raw_counter = RequestCounter(), RequestCounter()
-    ours_counter.attach(sync(backend.storage.fs.loop, backend.storage._client))  # type: ignore[attr-defined]
+    ours_counter.attach(backend.storage.client())  # type: ignore[attr-defined]
     raw_counter.attach(sync(raw.loop, raw.get_s3, BUCKET))
 
     value_json = json.dumps(VALUE, separators=(",", ":"))

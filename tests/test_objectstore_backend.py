@@ -106,10 +106,7 @@ class RequestLog:
     """Counts the HTTP requests a backend's S3 client sends, by operation (botocore events)."""
 
     def __init__(self, backend: ObjectStoreBackend) -> None:
-        from fsspec.asyn import sync
-
-        storage = backend.storage
-        client = sync(storage.fs.loop, storage._client)  # type: ignore[attr-defined]
+        client = backend.storage.client()  # type: ignore[attr-defined]
         self.calls: list[str] = []
         client.meta.events.register("before-send.s3", self._seen)
 
@@ -314,10 +311,8 @@ def test_tombstones_are_skipped_without_reading_them(tmp_path: Path) -> None:
 def _inject(backend: ObjectStoreBackend, failures: list[int]) -> list[str]:
     """Answer the next ``len(failures)`` requests with those HTTP statuses, without sending."""
     from botocore.awsrequest import AWSResponse
-    from fsspec.asyn import sync
 
-    storage = backend.storage
-    client = sync(storage.fs.loop, storage._client)  # type: ignore[attr-defined]
+    client = backend.storage.client()  # type: ignore[attr-defined]
     sent: list[str] = []
 
     class _Raw:
@@ -386,10 +381,9 @@ def test_a_write_whose_answer_was_lost_is_not_reported_as_a_conflict(
 ) -> None:
     """The PUT lands but its answer is lost; the retry meets 412 and recognises its own bytes."""
     from botocore.exceptions import ConnectionClosedError
-    from fsspec.asyn import sync
 
     s3_backend.register_asset("orders", "s3://data/orders")
-    client = sync(s3_backend.storage.fs.loop, s3_backend.storage._client)  # type: ignore[attr-defined]
+    client = s3_backend.storage.client()  # type: ignore[attr-defined]
     lost: list[bool] = [True]
 
     def lose_answer(http_response: Any, **kwargs: Any) -> None:
@@ -456,15 +450,19 @@ def test_unusable_urls_are_refused_with_the_reason(url: str, message: str) -> No
 
 
 def test_memory_url_with_backend_name_uses_fsspec_memory() -> None:
+    import fsspec
+
     url = _memory_url()
     with assetry.Instance(backend="objectstore", url=url) as instance:
         assert isinstance(instance.backend, ObjectStoreBackend)
         assert instance.backend.capabilities.multi_process is False
         instance.record_event(assetry.Asset("orders", uri="s3://data/orders"))
-    import fsspec
-
+    fs = fsspec.filesystem("memory")
     root = url.split("://", 1)[1]
-    assert fsspec.filesystem("memory").exists(f"/{root}/events/orders/00000000000000000001.json")
+    try:
+        assert fs.exists(f"/{root}/events/orders/00000000000000000001.json")
+    finally:
+        fs.rm(f"/{root.split('/', 1)[0]}", recursive=True)
 
 
 def test_local_directory_is_declared_multi_process(tmp_path: Path) -> None:

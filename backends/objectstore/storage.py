@@ -215,6 +215,10 @@ class S3Storage(ObjectStorage):
         await self.fs.set_session()
         return await self.fs.get_s3(self.bucket)
 
+    def client(self) -> Any:
+        """The aiobotocore S3 client, e.g. to register botocore event hooks (counting)."""
+        return self._sync(self._client)
+
     async def _call(self, what: str, key: str, method: str, **kwargs: Any) -> Any:
         """Call ``method`` on the client, retrying throttling, 5xx and connection errors."""
         from botocore.exceptions import ClientError

@@ -49,6 +49,9 @@ def resolve_connection(
     A named connection that is not configured is an error; a missing default connection is
     not (the library's own credential chain, such as AWS environment variables, applies).
     """
+    default = default_conn_id(scheme) if conn_id is None else None
+    if conn_id is None and default is None:
+        return None  # file://, memory://, ...: nothing to look up
     settings = settings if settings is not None else active_settings()
     if conn_id is not None:
         conn = settings.connection(conn_id)
@@ -59,8 +62,8 @@ def resolve_connection(
                 "or add it under [tool.assetry.connections]"
             )
         return conn
-    default = default_conn_id(scheme)
-    return settings.connection(default) if default else None
+    assert default is not None
+    return settings.connection(default)
 
 
 def storage_options_for(

@@ -350,6 +350,7 @@ def load_settings(
         "max_value_bytes",
         "auto_upgrade",
         "retention",
+        "server",  # [tool.assetry.server], read by assetry.server
     }
     unknown = set(table) - known
     if unknown:

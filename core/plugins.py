@@ -39,6 +39,8 @@ BACKEND_SCHEMES: dict[str, str] = {
     "abfss": "objectstore",
     "file": "objectstore",
     "memory": "memory",
+    "http": "http",
+    "https": "http",
 }
 
 #: What to install for a scheme or plugin that is missing or fails to import.

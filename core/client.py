@@ -1,0 +1,230 @@
+"""The client of ``assetry serve``: use a remote instance from another process or machine.
+
+The usual way is not to touch this module at all::
+
+    import assetry
+    inst = assetry.Instance.from_url("http://assetry.internal:8000")   # token: ASSETRY_HTTP_TOKEN
+    inst.asset_store(orders).advance("watermark", "2024-06-01")
+
+``Instance.from_url`` picks the ``http`` state backend (:mod:`assetry.backends.http`) by
+the URL's scheme, and that backend speaks through :class:`Client`. :func:`connect` does the
+same with the token given in code. Errors come back as the exceptions the server raised
+(:class:`~assetry.AssetNotFoundError`, :class:`~assetry.ConflictError`, ...); a refused
+token is an :class:`AccessDeniedError`; an unreachable server is a
+:class:`~assetry.BackendUnavailableError`.
+
+Needs ``httpx`` (``pip install 'assetry[server]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import (
+    AssetInactiveError,
+    AssetNotFoundError,
+    AssetryError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    StoreValueError,
+    ValidationError,
+)
+from .server.protocol import BACKEND_PREFIX
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .instance import Instance
+
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "TOKEN_ENV",
+    "AccessDeniedError",
+    "Client",
+    "connect",
+    "resolve_token",
+]
+
+#: The environment variable holding the token of a remote instance.
+TOKEN_ENV = "ASSETRY_HTTP_TOKEN"
+#: The connection whose password (or ``token`` option) is the token when none is given.
+DEFAULT_CONN_ID = "assetry_default"
+
+
+class AccessDeniedError(AssetryError, PermissionError):
+    """The server refused the token (401), or the token may not do this (403)."""
+
+
+#: Error types from the server, back to exceptions (unknown types: AssetryError).
+_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "asset_not_found": AssetNotFoundError,
+    "asset_inactive": AssetInactiveError,
+    "conflict": ConflictError,
+    "invalid_value": StoreValueError,
+    "payload_too_large": StoreValueError,
+    "validation_failed": ValidationError,
+    "invalid_argument": ValueError,
+    "invalid_request": ValueError,
+    "not_implemented": NotImplementedError,
+    "unauthorized": AccessDeniedError,
+    "forbidden": AccessDeniedError,
+    "backend_unavailable": BackendUnavailableError,
+}
+
+
+def resolve_token(token: str | None = None, conn_id: str | None = None) -> str | None:
+    """The token to send: the argument, else ``$ASSETRY_HTTP_TOKEN``, else the password (or
+    ``token`` option) of the connection ``conn_id`` (default ``assetry_default``)."""
+    if token:
+        return token
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    from .config import get_connection
+
+    conn = get_connection(conn_id or DEFAULT_CONN_ID)
+    if conn is None:
+        if conn_id is not None:
+            raise ConfigurationError(
+                f"connection {conn_id!r} is not configured; set ASSETRY_CONN_{conn_id.upper()}"
+            )
+        return None
+    found = conn.password or conn.get("token")
+    return str(found) if found else None
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"an assetry server URL looks like http://host:8000, not {url!r}")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            "put the server's token in ASSETRY_HTTP_TOKEN or a connection, not in the URL"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+class Client:
+    """One connection (pool) to an assetry server: bearer auth, JSON in and out, and the
+    server's errors raised again as exceptions. Safe to share between threads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        try:
+            import httpx
+        except ImportError:  # pragma: no cover - httpx comes with the server extra
+            raise ConfigurationError(
+                "the assetry HTTP client needs httpx: pip install 'assetry[server]'"
+            ) from None
+        self.url = _base_url(url)
+        headers = {"accept": "application/json", "user-agent": "assetry-client"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._httpx = httpx
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport
+            or httpx.HTTPTransport(
+                retries=1,  # connection attempts only: a request is never sent twice
+                verify=verify,
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            ),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send one request to ``path`` (below the server URL) and return the decoded JSON."""
+        content = None
+        headers = None
+        if body is not None:
+            content = json.dumps(
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+            headers = {"content-type": "application/json"}
+        try:
+            response = self._http.request(
+                method, path, content=content, params=params, headers=headers
+            )
+        except self._httpx.TransportError as exc:
+            raise BackendUnavailableError(
+                f"cannot reach the assetry server at {self.url}: {type(exc).__name__}: {exc}; "
+                "is 'assetry serve' running there?"
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if not response.content:
+            return None
+        return json.loads(response.content)
+
+    def call(self, method: str, arguments: Mapping[str, Any] | None = None) -> Any:
+        """Call one StateBackend method on the server's backend (the backend family)."""
+        return self.request("POST", f"{BACKEND_PREFIX}/{method}", body=dict(arguments or {}))
+
+    def _error(self, response: httpx.Response) -> BaseException:
+        kind, message = "", ""
+        try:
+            error = response.json().get("error", {})
+            kind, message = str(error.get("type", "")), str(error.get("message", ""))
+        except (ValueError, AttributeError):
+            pass
+        exc_class = _EXCEPTIONS.get(kind)
+        if exc_class is None:
+            status = response.status_code
+            text = message or response.reason_phrase
+            if status >= 500:
+                return BackendUnavailableError(
+                    f"the assetry server at {self.url} failed ({status}): {text}"
+                )
+            return AssetryError(f"the assetry server at {self.url} answered {status}: {text}")
+        if exc_class is AccessDeniedError:
+            message = f"the assetry server at {self.url} refused: {message}"
+        return exc_class(message)
+
+
+def connect(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+    **options: Any,
+) -> Instance:
+    """An :class:`~assetry.Instance` whose state lives on the server at ``url``."""
+    from .instance import Instance
+
+    return Instance.from_url(url, token=token, timeout=timeout, **options)

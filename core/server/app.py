@@ -1,0 +1,319 @@
+"""The ASGI application behind ``assetry serve``: the HTTP API, its OpenAPI document, and
+the web view, over one :class:`assetry.Instance`.
+
+``create_app(instance, tokens=...)`` builds it; ``tokens=None`` reads them from
+configuration (:func:`assetry.server.auth.load_server_settings`). Errors always answer
+``{"error": {"type": ..., "message": ...}}``; an unexpected failure answers 500 with a
+generic message and is logged on the server, never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import AssetryError
+from ..instance import Instance
+from .auth import Access, ApiToken, Authenticator, load_server_settings
+from .protocol import ApiError, classify, error_body
+from .schemas import ErrorOut, HealthOut
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+log = logging.getLogger("assetry.server")
+
+#: Request bodies above this answer 413 (a store value is at most 64 KiB by default).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+_DESCRIPTION = """\
+The asset store, the event log and the asset registry of one assetry instance, over HTTP.
+
+Authenticate with `Authorization: Bearer <token>`. Tokens are configured on the server,
+each read-only or read-write, reaching every asset group or only some: an asset outside a
+token's groups looks exactly like one that does not exist.
+
+Assets are named in the path, percent-encoded (`/api/v1/assets/a%2Fb` or `/api/v1/assets/a/b`
+for the asset `a/b`), or by query on the same path without the name
+(`/api/v1/asset?uri=s3://data/orders`). Errors answer
+`{"error": {"type": "...", "message": "..."}}`.
+
+The `backend` routes expose every StateBackend method; `assetry.backends.http` uses them
+so that `Instance.from_url("http://host:8000")` works from another machine.
+"""
+
+
+def create_app(
+    instance: Instance,
+    *,
+    tokens: Iterable[ApiToken] | Authenticator | None = None,
+    anonymous: Access | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """The application serving ``instance``.
+
+    ``tokens``: the accepted bearer tokens (``None``: tokens and body limit from
+    configuration). ``anonymous``: the access of a request without a token (default:
+    refused). ``max_body_bytes``: the largest request body accepted (default 1 MiB).
+    """
+    settings = load_server_settings() if tokens is None else None
+    if isinstance(tokens, Authenticator):
+        auth = tokens
+    else:
+        chosen = settings.tokens if settings is not None else tuple(tokens or ())
+        auth = Authenticator(chosen, anonymous=anonymous)
+    limit = max_body_bytes
+    if limit is None:
+        limit = (settings.max_body_bytes if settings else None) or DEFAULT_MAX_BODY_BYTES
+    if limit <= 0:
+        raise ValueError(f"max_body_bytes must be positive, got {limit}")
+
+    app = FastAPI(
+        title="assetry",
+        version=__version__,
+        description=_DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.instance = instance
+    app.state.auth = auth
+    app.state.max_body_bytes = limit
+
+    _install_error_handlers(app)
+    _add_health_routes(app)
+
+    from . import api, backend_api, views
+
+    app.include_router(api.router)
+    app.include_router(backend_api.router)
+    app.include_router(views.router)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _json_error(
+    status: int,
+    type: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: Any = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(type, message, details), status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status, exc.type, exc.message, exc.headers, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # only where and what: the rejected input is never echoed back
+        details = [
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        where = ", ".join(".".join(d["loc"]) + f": {d['msg']}" for d in details[:5])
+        return _json_error(422, "invalid_request", f"invalid request ({where})", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = f"no route {request.url.path!r}; the API is under /api/v1 (see /api/docs)"
+        return _json_error(
+            exc.status_code, kinds.get(exc.status_code, "http_error"), message, exc.headers
+        )
+
+    async def mapped(request: Request, exc: Exception) -> JSONResponse:
+        kind = classify(exc)
+        if kind is None:
+            return _internal(request, exc)
+        return _json_error(kind.status, kind.type, str(exc) or type(exc).__name__)
+
+    for exc_class in (AssetryError, ValueError, TypeError, NotImplementedError):
+        app.add_exception_handler(exc_class, mapped)  # type: ignore[arg-type]
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    log.error(
+        "%s %s failed with %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+    )
+    return _json_error(500, "internal", "internal server error; the server log has the details")
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+def _add_health_routes(app: FastAPI) -> None:
+    @app.get(
+        "/api/v1/health",
+        response_model=HealthOut,
+        tags=["health"],
+        summary="Liveness",
+        description="Answers while the process serves requests; needs no token.",
+    )
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/api/v1/ready",
+        response_model=HealthOut,
+        tags=["health"],
+        summary="Readiness",
+        description="Answers 200 when the state backend answers and its schema is current, "
+        "503 otherwise; needs no token.",
+        responses={503: {"model": ErrorOut, "description": "The backend is not ready."}},
+    )
+    def ready(request: Request) -> Any:
+        backend = request.app.state.instance.backend
+        try:
+            status = backend.schema_status()
+            backend.get_asset("assetry-readiness-probe")
+        except Exception as exc:
+            log.warning("readiness probe failed: %s: %s", type(exc).__name__, exc)
+            return _json_error(
+                503, "backend_unavailable", "the state backend does not answer; see the server log"
+            )
+        if status and status.get("current") != status.get("head"):
+            return _json_error(
+                503,
+                "backend_unavailable",
+                "the state backend's schema is not at this version's revision; "
+                "run 'assetry db upgrade'",
+            )
+        return {"status": "ready"}
+
+
+# -- middleware ------------------------------------------------------------------------------
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request body over ``max_bytes``, whether it is announced by
+    Content-Length or streamed in chunks; the body is read (up to the limit) before the
+    application sees it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    announced = int(value)
+                except ValueError:
+                    announced = 0
+                if announced > self.max_bytes:
+                    await self._too_large(send, announced)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send, size)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _too_large(self, send: Send, size: int) -> None:
+        response = _json_error(
+            413,
+            "payload_too_large",
+            f"the request body is over the server's limit of {self.max_bytes} bytes "
+            f"({size} bytes or more); send less at once, or raise max_body_bytes on the server",
+        )
+        await response({"type": "http"}, _never_receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+async def _never_receive() -> Message:  # pragma: no cover - a response never reads
+    return {"type": "http.disconnect"}
+
+
+class SecurityHeadersMiddleware:
+    """Headers that keep browsers from sniffing, framing or caching responses; the web
+    view's pages also get a Content-Security-Policy that allows only this origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ui = scope.get("path", "").startswith("/ui")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cache-control", b"no-store"),
+                ]
+                if ui:
+                    extra.append(
+                        (
+                            b"content-security-policy",
+                            b"default-src 'none'; style-src 'self'; img-src 'self'; "
+                            b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                        )
+                    )
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

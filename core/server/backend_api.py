@@ -1,0 +1,653 @@
+"""The backend family: one route per :class:`StateBackend` method, under ``/api/v1/backend``.
+
+This is what :class:`assetry.backends.http.HTTPBackend` speaks, so that a process on
+another machine uses the served instance as its state backend. Each route is a POST of
+the method's arguments as JSON (reads too: names, keys and partitions travel in the body,
+never in a path or a log line) and answers the method's result. Values and extra travel
+as JSON text, and the server validates them again (JSON only, no NaN, within its own size
+limit) before its backend sees them: a client is never trusted to have done it.
+
+Scopes apply here as everywhere: an asset outside the token's groups reads as absent and
+answers writes with 404; sweeping needs a token that reaches every group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from ..backend import ANY_VERSION, EventQuery, NewEvent, StoreWrite
+from ..errors import StoreValueError
+from ..models import AssetEvent, validate_name
+from ..uri import normalize_uri
+from ..values import encode_extra, encode_value, validate_key, validate_partition_key
+from .api import errors
+from .deps import InstanceDep, ReadScope, Scope, WriteScope
+from .protocol import BACKEND_PREFIX, MAX_EVENTS_PER_REQUEST
+from .schemas import (
+    MAX_ID,
+    AliasTargetsOut,
+    AppliedOut,
+    AssetOut,
+    BackendInfoOut,
+    CountOut,
+    CursorsOut,
+    EventsOut,
+    LatestEventsOut,
+    NamesOut,
+    RawEntryOut,
+)
+
+__all__ = ["router"]
+
+MAX_RAW_PAGE = MAX_EVENTS_PER_REQUEST
+
+router = APIRouter(prefix=BACKEND_PREFIX, tags=["backend"])
+
+_forbid = ConfigDict(extra="forbid")
+Name = Annotated[StrictStr, Field(description="An asset name.")]
+Id = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+class NameIn(BaseModel):
+    model_config = _forbid
+    name: Name
+
+
+class UriIn(BaseModel):
+    model_config = _forbid
+    uri: StrictStr
+
+
+class RegisterRawIn(BaseModel):
+    model_config = _forbid
+    name: Name
+    uri: StrictStr
+    group: StrictStr = "asset"
+    extra_json: StrictStr = "{}"
+
+
+class ListAssetsIn(BaseModel):
+    model_config = _forbid
+    active: StrictBool | None = None
+
+
+class AssetIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+
+
+class NamespaceIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    partition: StrictStr | None = None
+
+
+class KeyIn(NamespaceIn):
+    key: StrictStr
+
+
+class StoreSetRawIn(KeyIn):
+    """Leave ``expected_version`` out to write unconditionally; ``null`` means "only if
+    absent"."""
+
+    value_json: StrictStr
+    expected_version: Id | None = None
+
+
+class StoreDeleteRawIn(KeyIn):
+    expected_version: Id | None = None
+
+
+class StoreClearIn(NamespaceIn):
+    all_partitions: StrictBool = False
+
+
+class NewEventIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    extra_json: StrictStr = "{}"
+    partition_key: StrictStr | None = None
+    source_task_id: StrictStr | None = None
+    source_run_id: StrictStr | None = None
+    aliases: list[StrictStr] = []
+    timestamp: dt.datetime | None = None
+
+
+class AppendIn(BaseModel):
+    model_config = _forbid
+    events: list[NewEventIn]
+
+
+class QueryIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    after: Id | None = None
+    before: Id | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    partition_key: StrictStr | None = None
+    alias: StrictStr | None = None
+    limit: Annotated[StrictInt, Field(ge=0, le=MAX_RAW_PAGE)] | None = Field(
+        default=None, description=f"At most {MAX_RAW_PAGE}; leave out for a full page."
+    )
+    descending: StrictBool = False
+
+
+class LatestIn(BaseModel):
+    model_config = _forbid
+    assets: list[Name] | None = None
+
+
+class AliasIn(BaseModel):
+    model_config = _forbid
+    alias: StrictStr
+
+
+class EventIn(BaseModel):
+    """An event with its id, for import."""
+
+    model_config = _forbid
+    id: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+    asset_name: Name
+    asset_uri: StrictStr
+    timestamp: dt.datetime
+    extra: dict[str, Any] = {}
+    partition_key: StrictStr | None = None
+    source_task_id: StrictStr | None = None
+    source_run_id: StrictStr | None = None
+    aliases: list[StrictStr] = []
+
+
+class ImportIn(BaseModel):
+    model_config = _forbid
+    events: list[EventIn]
+
+
+class DeleteEventsIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    ids: list[Id]
+
+
+class ConsumerIn(BaseModel):
+    model_config = _forbid
+    consumer: StrictStr
+
+
+class SetCursorsIn(BaseModel):
+    model_config = _forbid
+    consumer: StrictStr
+    cursors: dict[str, Id]
+
+
+class SweepIn(BaseModel):
+    model_config = _forbid
+    batch_size: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1000
+
+
+class StoreWriteIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    key: StrictStr
+    value_json: StrictStr | None = Field(description="The value's JSON; null deletes the key.")
+    partition: StrictStr | None = None
+
+
+class ApplyIn(BaseModel):
+    model_config = _forbid
+    writes: list[StoreWriteIn] = []
+    events: list[NewEventIn] = []
+
+
+# -- response bodies (documentation; the routes answer the same shapes) ------------------------
+
+
+class AssetMaybeOut(BaseModel):
+    asset: AssetOut | None
+
+
+class AssetsOut(BaseModel):
+    assets: list[AssetOut]
+
+
+class EntryMaybeOut(BaseModel):
+    entry: RawEntryOut | None
+
+
+class EntriesRawOut(BaseModel):
+    entries: list[RawEntryOut]
+
+
+class VersionOut(BaseModel):
+    version: int
+
+
+class FlagOut(BaseModel):
+    result: bool
+
+
+class SchemaStatusOut(BaseModel):
+    status: dict[str, str | None]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise StoreValueError(f"{name} is not JSON (NaN and ±Infinity are not)")
+
+
+def _decode(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise StoreValueError(
+            f"{what} is not valid JSON ({exc.msg} at position {exc.pos})"
+        ) from None
+    except RecursionError:
+        raise StoreValueError(f"{what} is nested too deeply") from None
+
+
+def _value(text: str, max_bytes: int) -> str:
+    """The canonical JSON of a store value, validated like a value set in Python."""
+    return encode_value(_decode(text, "value_json"), max_bytes=max_bytes)
+
+
+def _extra(text: str, max_bytes: int) -> str:
+    extra = _decode(text, "extra_json")
+    if not isinstance(extra, dict):
+        raise StoreValueError("extra_json must be a JSON object")
+    return encode_extra(extra, max_bytes=max_bytes)
+
+
+def _partition(partition: str | None) -> str | None:
+    return validate_partition_key(partition) if partition is not None else None
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _expected(body: BaseModel) -> Any:
+    if "expected_version" in body.model_fields_set:
+        return body.expected_version  # type: ignore[attr-defined]
+    return ANY_VERSION
+
+
+def _event(event: AssetEvent) -> dict[str, Any]:
+    return event.to_dict()
+
+
+def _entry(entry: Any) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "key": entry.key,
+        "value_json": entry.value_json,
+        "version": entry.version,
+        "partition": entry.partition,
+        "updated_at": entry.updated_at.isoformat() if entry.updated_at else None,
+    }
+
+
+def _new_event(ev: NewEventIn, max_bytes: int) -> NewEvent:
+    return NewEvent(
+        asset=validate_name(ev.asset),
+        extra_json=_extra(ev.extra_json, max_bytes),
+        partition_key=_partition(ev.partition_key),
+        source_task_id=ev.source_task_id,
+        source_run_id=ev.source_run_id,
+        aliases=tuple(validate_name(a, "an alias name") for a in ev.aliases),
+        timestamp=_utc(ev.timestamp),
+    )
+
+
+def _check_all_writable(scope: Scope, names: Sequence[str]) -> None:
+    if not scope.principal.unscoped:
+        for name in dict.fromkeys(names):
+            scope.check_writable(name)
+
+
+def ok(data: Any) -> JSONResponse:
+    return JSONResponse(data)
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/info", response_model=BackendInfoOut, summary="The served backend", responses=errors()
+)
+def info(request: Request, scope: ReadScope, instance: InstanceDep) -> Any:
+    backend = instance.backend
+    caps = backend.capabilities
+    return ok(
+        {
+            "backend": backend.name or type(backend).__name__,
+            "capabilities": {
+                "persistent": True,  # the state outlives any one client
+                "multi_process": True,  # every client shares the server's state
+                "atomic_batches": caps.atomic_batches,
+                "event_import": caps.event_import,
+                "event_deletion": caps.event_deletion,
+            },
+            "max_value_bytes": instance.max_value_bytes,
+            "max_body_bytes": request.app.state.max_body_bytes,
+        }
+    )
+
+
+@router.post(
+    "/schema_status", response_model=SchemaStatusOut, summary="schema_status()", responses=errors()
+)
+def schema_status(scope: ReadScope) -> Any:
+    return ok({"status": scope.backend.schema_status()})
+
+
+# -- registry
+
+
+@router.post(
+    "/register_asset",
+    summary="register_asset()",
+    response_model=AssetMaybeOut,
+    responses=errors(403, 409, 413),
+)
+def register_asset(body: RegisterRawIn, scope: WriteScope, instance: InstanceDep) -> Any:
+    name = validate_name(body.name)
+    uri = normalize_uri(body.uri)
+    group = validate_name(body.group, "an asset group")
+    scope.check_registration(name, uri, group)
+    record = scope.backend.register_asset(
+        name, uri, group=group, extra_json=_extra(body.extra_json, instance.max_value_bytes)
+    )
+    return ok({"asset": record.to_dict()})
+
+
+@router.post(
+    "/deactivate_asset", summary="deactivate_asset()", response_model=FlagOut, responses=errors(403)
+)
+def deactivate_asset(body: NameIn, scope: WriteScope) -> Any:
+    if not scope.readable(body.name):
+        return ok({"result": False})
+    return ok({"result": scope.backend.deactivate_asset(body.name)})
+
+
+@router.post("/get_asset", summary="get_asset()", response_model=AssetMaybeOut, responses=errors())
+def get_asset(body: NameIn, scope: ReadScope) -> Any:
+    record = scope.backend.get_asset(body.name)
+    return ok({"asset": record.to_dict() if scope.visible(record) and record else None})
+
+
+@router.post(
+    "/get_asset_by_uri",
+    summary="get_asset_by_uri()",
+    response_model=AssetMaybeOut,
+    responses=errors(),
+)
+def get_asset_by_uri(body: UriIn, scope: ReadScope) -> Any:
+    record = scope.backend.get_asset_by_uri(body.uri)
+    return ok({"asset": record.to_dict() if scope.visible(record) and record else None})
+
+
+@router.post("/list_assets", summary="list_assets()", response_model=AssetsOut, responses=errors())
+def list_assets(body: ListAssetsIn, scope: ReadScope) -> Any:
+    records = scope.backend.list_assets(active=body.active)
+    return ok({"assets": [r.to_dict() for r in records if scope.visible(r)]})
+
+
+# -- store
+
+
+@router.post("/store_get", summary="store_get()", response_model=EntryMaybeOut, responses=errors())
+def store_get(body: KeyIn, scope: ReadScope) -> Any:
+    key, partition = validate_key(body.key), _partition(body.partition)
+    if not scope.readable(body.asset):
+        return ok({"entry": None})
+    return ok({"entry": _entry(scope.backend.store_get(body.asset, key, partition))})
+
+
+@router.post(
+    "/store_set",
+    summary="store_set()",
+    response_model=VersionOut,
+    responses=errors(403, 404, 409, 413),
+)
+def store_set(body: StoreSetRawIn, scope: WriteScope, instance: InstanceDep) -> Any:
+    key, partition = validate_key(body.key), _partition(body.partition)
+    value_json = _value(body.value_json, instance.max_value_bytes)
+    scope.check_writable(body.asset)
+    version = scope.backend.store_set(
+        body.asset, key, value_json, partition, expected_version=_expected(body)
+    )
+    return ok({"version": version})
+
+
+@router.post(
+    "/store_delete",
+    summary="store_delete()",
+    response_model=FlagOut,
+    responses=errors(403, 404, 409),
+)
+def store_delete(body: StoreDeleteRawIn, scope: WriteScope) -> Any:
+    key, partition = validate_key(body.key), _partition(body.partition)
+    scope.check_writable(body.asset)
+    deleted = scope.backend.store_delete(
+        body.asset, key, partition, expected_version=_expected(body)
+    )
+    return ok({"result": deleted})
+
+
+@router.post(
+    "/store_clear",
+    summary="store_clear()",
+    response_model=CountOut,
+    responses=errors(403, 404, 409),
+)
+def store_clear(body: StoreClearIn, scope: WriteScope) -> Any:
+    partition = _partition(body.partition)
+    scope.check_writable(body.asset)
+    count = scope.backend.store_clear(body.asset, partition, all_partitions=body.all_partitions)
+    return ok({"count": count})
+
+
+@router.post(
+    "/store_entries", summary="store_entries()", response_model=EntriesRawOut, responses=errors()
+)
+def store_entries(body: NamespaceIn, scope: ReadScope) -> Any:
+    partition = _partition(body.partition)
+    if not scope.readable(body.asset):
+        return ok({"entries": []})
+    return ok({"entries": [_entry(e) for e in scope.backend.store_entries(body.asset, partition)]})
+
+
+@router.post("/store_keys", summary="store_keys()", response_model=NamesOut, responses=errors())
+def store_keys(body: NamespaceIn, scope: ReadScope) -> Any:
+    partition = _partition(body.partition)
+    if not scope.readable(body.asset):
+        return ok({"names": []})
+    return ok({"names": scope.backend.store_keys(body.asset, partition)})
+
+
+@router.post(
+    "/store_partitions", summary="store_partitions()", response_model=NamesOut, responses=errors()
+)
+def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
+    if not scope.readable(body.asset):
+        return ok({"names": []})
+    return ok({"names": scope.backend.store_partitions(body.asset)})
+
+
+# -- events
+
+
+@router.post(
+    "/append_events",
+    summary="append_events()",
+    response_model=EventsOut,
+    responses=errors(403, 404, 409, 413),
+)
+def append_events(body: AppendIn, scope: WriteScope, instance: InstanceDep) -> Any:
+    events = [_new_event(ev, instance.max_value_bytes) for ev in body.events]
+    _check_all_writable(scope, [ev.asset for ev in events])
+    appended = scope.backend.append_events(events) if events else []
+    return ok({"events": [_event(e) for e in appended]})
+
+
+@router.post(
+    "/query_events", summary="query_events()", response_model=EventsOut, responses=errors()
+)
+def query_events(body: QueryIn, scope: ReadScope) -> Any:
+    if not scope.readable(body.asset):
+        return ok({"events": []})
+    query = EventQuery(
+        asset=body.asset,
+        after=body.after,
+        before=body.before,
+        since=_utc(body.since),
+        until=_utc(body.until),
+        partition_key=body.partition_key,
+        alias=body.alias,
+        limit=MAX_RAW_PAGE if body.limit is None else body.limit,
+        descending=body.descending,
+    )
+    return ok({"events": [_event(e) for e in scope.backend.query_events(query)]})
+
+
+@router.post(
+    "/latest_events", summary="latest_events()", response_model=LatestEventsOut, responses=errors()
+)
+def latest_events(body: LatestIn, scope: ReadScope) -> Any:
+    names = body.assets
+    if not scope.principal.unscoped:
+        if names is None:
+            names = [r.name for r in scope.backend.list_assets() if scope.visible(r)]
+        else:
+            names = [n for n in names if scope.readable(n)]
+    latest = scope.backend.latest_events(names)
+    return ok({"events": {name: _event(e) for name, e in latest.items()}})
+
+
+@router.post(
+    "/latest_partition_events",
+    summary="latest_partition_events()",
+    response_model=LatestEventsOut,
+    responses=errors(),
+)
+def latest_partition_events(body: AssetIn, scope: ReadScope) -> Any:
+    if not scope.readable(body.asset):
+        return ok({"events": {}})
+    latest = scope.backend.latest_partition_events(body.asset)
+    return ok({"events": {p: _event(e) for p, e in latest.items()}})
+
+
+@router.post(
+    "/alias_targets", summary="alias_targets()", response_model=AliasTargetsOut, responses=errors()
+)
+def alias_targets(body: AliasIn, scope: ReadScope) -> Any:
+    targets = scope.backend.alias_targets(body.alias)
+    return ok({"assets": [t for t in targets if scope.readable(t)]})
+
+
+@router.post(
+    "/import_events",
+    summary="import_events()",
+    response_model=CountOut,
+    responses=errors(403, 404, 413, 501),
+)
+def import_events(body: ImportIn, scope: WriteScope, instance: InstanceDep) -> Any:
+    events = [
+        AssetEvent(
+            id=ev.id,
+            asset_name=validate_name(ev.asset_name),
+            asset_uri=normalize_uri(ev.asset_uri),
+            timestamp=_utc(ev.timestamp),  # type: ignore[arg-type]
+            extra=json.loads(encode_extra(ev.extra, max_bytes=instance.max_value_bytes)),
+            partition_key=_partition(ev.partition_key),
+            source_task_id=ev.source_task_id,
+            source_run_id=ev.source_run_id,
+            aliases=tuple(validate_name(a, "an alias name") for a in ev.aliases),
+        )
+        for ev in body.events
+    ]
+    _check_all_writable(scope, [ev.asset_name for ev in events])
+    return ok({"count": scope.backend.import_events(events) if events else 0})
+
+
+@router.post(
+    "/delete_events", summary="delete_events()", response_model=CountOut, responses=errors(403, 501)
+)
+def delete_events(body: DeleteEventsIn, scope: WriteScope) -> Any:
+    if not scope.readable(body.asset):
+        return ok({"count": 0})
+    return ok({"count": scope.backend.delete_events(body.asset, body.ids)})
+
+
+# -- cursors
+
+
+@router.post("/get_cursors", summary="get_cursors()", response_model=CursorsOut, responses=errors())
+def get_cursors(body: ConsumerIn, scope: ReadScope) -> Any:
+    cursors = scope.backend.get_cursors(body.consumer)
+    if not scope.principal.unscoped:
+        cursors = {name: i for name, i in cursors.items() if scope.readable(name)}
+    return ok({"cursors": cursors})
+
+
+@router.post(
+    "/set_cursors", summary="set_cursors()", response_model=CountOut, responses=errors(403, 404)
+)
+def set_cursors(body: SetCursorsIn, scope: WriteScope) -> Any:
+    _check_all_writable(scope, list(body.cursors))
+    scope.backend.set_cursors(body.consumer, body.cursors)
+    return ok({"count": len(body.cursors)})
+
+
+@router.post(
+    "/list_consumers", summary="list_consumers()", response_model=NamesOut, responses=errors()
+)
+def list_consumers(scope: ReadScope) -> Any:
+    return ok({"names": scope.backend.list_consumers()})
+
+
+# -- maintenance and batches
+
+
+@router.post("/sweep", summary="sweep()", response_model=CountOut, responses=errors(403))
+def sweep(body: SweepIn, scope: WriteScope) -> Any:
+    scope.check_unscoped("sweeping the store of inactive assets")
+    return ok({"count": scope.backend.sweep(batch_size=body.batch_size)})
+
+
+@router.post(
+    "/apply", summary="apply()", response_model=AppliedOut, responses=errors(403, 404, 409, 413)
+)
+def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
+    limit = instance.max_value_bytes
+    writes = [
+        StoreWrite(
+            asset=validate_name(w.asset),
+            key=validate_key(w.key),
+            value_json=_value(w.value_json, limit) if w.value_json is not None else None,
+            partition=_partition(w.partition),
+        )
+        for w in body.writes
+    ]
+    events = [_new_event(ev, limit) for ev in body.events]
+    _check_all_writable(scope, [w.asset for w in writes] + [e.asset for e in events])
+    if not writes and not events:
+        return ok({"events": []})
+    applied = scope.backend.apply(writes, events)
+    return ok({"events": [_event(e) for e in applied]})

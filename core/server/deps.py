@@ -1,0 +1,205 @@
+"""What every route depends on: the instance, the caller, and the assets the caller may see.
+
+A token scoped to some asset groups sees the assets of other groups exactly as it sees
+assets that do not exist: reads come back empty or 404, writes answer 404. So a scoped
+token cannot even learn which names are taken in groups it does not reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..backend import AssetRecord, StateBackend, not_found_error
+from ..instance import Instance
+from ..uri import normalize_uri
+from .auth import Authenticator, Principal
+from .protocol import ApiError
+
+__all__ = [
+    "COOKIE_NAME",
+    "AssetLocator",
+    "Caller",
+    "InstanceDep",
+    "ReadScope",
+    "Scope",
+    "WriteScope",
+    "Writer",
+    "by_path",
+    "by_query",
+    "get_instance",
+    "get_principal",
+    "require_write",
+]
+
+#: The web view keeps the token in this cookie (HttpOnly, SameSite=Strict).
+COOKIE_NAME = "assetry_token"
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token from the server's configuration (`[tool.assetry.server] tokens` or "
+    "`ASSETRY_SERVER_TOKENS`): read or write access, to every asset group or to some.",
+)
+
+
+def get_instance(request: Request) -> Instance:
+    """The instance the app serves (swappable on ``app.state`` for tests)."""
+    instance: Instance = request.app.state.instance
+    return instance
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; 401 when missing or unknown."""
+    auth: Authenticator = request.app.state.auth
+    secret = credentials.credentials if credentials is not None else None
+    if secret is None and request.headers.get("authorization"):
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    principal = auth.authenticate(secret)
+    if principal is None:
+        raise _unauthorized(
+            "this API needs a token: send 'Authorization: Bearer <token>'"
+            if secret is None
+            else "the bearer token is not one the server knows"
+        )
+    request.state.principal = principal
+    return principal
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_write(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """The caller, when its token may write; 403 for a read-only token."""
+    if not principal.can_write:
+        raise ApiError(
+            403, "forbidden", f"token {principal.name!r} is read-only; this request writes"
+        )
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+Writer = Annotated[Principal, Depends(require_write)]
+InstanceDep = Annotated[Instance, Depends(get_instance)]
+
+
+class Scope:
+    """The backend as one caller may use it: assets outside its groups are invisible."""
+
+    def __init__(self, backend: StateBackend, principal: Principal) -> None:
+        self.backend = backend
+        self.principal = principal
+
+    def visible(self, record: AssetRecord | None) -> bool:
+        return record is not None and self.principal.can_see(record.group)
+
+    def record(self, name: str) -> AssetRecord | None:
+        """The asset's record, or ``None`` when it does not exist or is out of scope."""
+        record = self.backend.get_asset(name)
+        return record if self.visible(record) else None
+
+    def readable(self, name: str) -> bool:
+        """Whether reads of ``name`` may reach the backend (unknown names read as empty)."""
+        return self.principal.unscoped or self.record(name) is not None
+
+    def check_writable(self, name: str) -> None:
+        """Raise the backend's own not-found error for a name out of scope."""
+        if not self.readable(name):
+            raise not_found_error(name)
+
+    def check_unscoped(self, what: str) -> None:
+        if not self.principal.unscoped:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"token {self.principal.name!r} is limited to some asset groups; {what} "
+                "needs a token that reaches every group",
+            )
+
+    def check_registration(self, name: str, uri: str, group: str) -> None:
+        """A scoped caller registers only into its groups, and never takes over a name or
+        URI that an asset outside its groups holds."""
+        if self.principal.unscoped:
+            return
+        if not self.principal.can_see(group):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"token {self.principal.name!r} may not register assets in group {group!r}",
+            )
+        for existing in (self.backend.get_asset(name), self.backend.get_asset_by_uri(uri)):
+            if existing is not None and not self.visible(existing):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"the name or URI of asset {name!r} is held outside the groups of token "
+                    f"{self.principal.name!r}; choose another",
+                )
+
+
+def get_scope(instance: InstanceDep, principal: Caller) -> Scope:
+    return Scope(instance.backend, principal)
+
+
+def get_write_scope(instance: InstanceDep, principal: Writer) -> Scope:
+    return Scope(instance.backend, principal)
+
+
+ReadScope = Annotated[Scope, Depends(get_scope)]
+WriteScope = Annotated[Scope, Depends(get_write_scope)]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetLocator:
+    """How a request names its asset: by name, or by URI."""
+
+    name: str | None = None
+    uri: str | None = None
+
+    def describe(self) -> str:
+        return f"name {self.name!r}" if self.name is not None else f"uri {self.uri!r}"
+
+    def resolve(self, scope: Scope) -> AssetRecord:
+        """The asset's record; 404 when it does not exist or is outside the caller's groups."""
+        if self.name is not None:
+            record = scope.backend.get_asset(self.name)
+        else:
+            assert self.uri is not None
+            record = scope.backend.get_asset_by_uri(normalize_uri(self.uri))
+        if not scope.visible(record):
+            raise ApiError(
+                404,
+                "asset_not_found",
+                f"no asset with {self.describe()} is registered; register it first "
+                "(POST /api/v1/assets)",
+            )
+        assert record is not None
+        return record
+
+
+def by_path(
+    name: Annotated[
+        str,
+        Path(
+            description="The asset's name, percent-encoded; names may contain '/' "
+            "(send '/' as %2F or literally, '%' as %25, '.' and '..' as %2E)."
+        ),
+    ],
+) -> AssetLocator:
+    return AssetLocator(name=name)
+
+
+def by_query(
+    name: Annotated[str | None, Query(description="The asset's name.")] = None,
+    uri: Annotated[str | None, Query(description="The asset's URI (normalised).")] = None,
+) -> AssetLocator:
+    if (name is None) == (uri is None):
+        raise ApiError(422, "invalid_request", "name the asset with exactly one of name= or uri=")
+    return AssetLocator(name=name, uri=uri)

@@ -1,0 +1,229 @@
+"""Request and response bodies of the HTTP API, as pydantic models (they make the OpenAPI
+document). Values and extra are plain JSON; the backend family carries JSON *text*
+(``value_json``, ``extra_json``) so a remote backend stores exactly what the client encoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+__all__ = [
+    "MAX_ID",
+    "AliasTargetsOut",
+    "AppliedOut",
+    "AssetDetailOut",
+    "AssetListOut",
+    "AssetOut",
+    "AssetSummaryOut",
+    "BackendInfoOut",
+    "ClearedOut",
+    "CountOut",
+    "CursorsIn",
+    "CursorsOut",
+    "DeactivatedOut",
+    "DeletedOut",
+    "EntriesOut",
+    "EntryOut",
+    "ErrorDetailOut",
+    "ErrorOut",
+    "EventCreateIn",
+    "EventOut",
+    "EventPageOut",
+    "EventsOut",
+    "HealthOut",
+    "LatestEventsOut",
+    "NamesOut",
+    "RawEntryOut",
+    "RegisterIn",
+    "StoreSetIn",
+    "StoreWrittenOut",
+]
+
+#: Event ids and versions fit a signed 64-bit column on every backend.
+MAX_ID = 2**63 - 1
+
+_forbid = ConfigDict(extra="forbid")
+
+
+class ErrorDetailOut(BaseModel):
+    type: str = Field(description="A stable snake_case error type, e.g. `asset_not_found`.")
+    message: str = Field(description="What was wrong and what to do.")
+    details: Any = Field(default=None, description="Per-field problems of an invalid request.")
+
+
+class ErrorOut(BaseModel):
+    """Every error response has this body; never a stack trace."""
+
+    error: ErrorDetailOut
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class AssetOut(BaseModel):
+    name: str
+    uri: str
+    group: str
+    extra: dict[str, Any]
+    active: bool
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class EventOut(BaseModel):
+    id: int
+    asset_name: str
+    asset_uri: str
+    timestamp: dt.datetime
+    extra: dict[str, Any]
+    partition_key: str | None = None
+    source_task_id: str | None = None
+    source_run_id: str | None = None
+    aliases: list[str] = []
+
+
+class AssetSummaryOut(AssetOut):
+    latest_event: EventOut | None = None
+
+
+class AssetListOut(BaseModel):
+    assets: list[AssetSummaryOut]
+
+
+class AssetDetailOut(BaseModel):
+    asset: AssetOut
+    latest_event: EventOut | None = None
+    latest_partition_events: dict[str, EventOut] = Field(
+        description="The newest event of each partition key, by partition key."
+    )
+    store_partitions: list[str] = Field(description="Partition keys that hold store entries.")
+
+
+class RegisterIn(BaseModel):
+    """Register (or reactivate) an asset; a missing name or URI copies the other."""
+
+    model_config = _forbid
+    name: StrictStr | None = None
+    uri: StrictStr | None = None
+    group: StrictStr = "asset"
+    extra: dict[str, Any] | None = None
+
+
+class DeactivatedOut(BaseModel):
+    name: str
+    deactivated: bool = Field(description="Whether the asset was active until now.")
+
+
+class EntryOut(BaseModel):
+    key: str
+    value: Any
+    version: int
+    partition: str | None = None
+    updated_at: dt.datetime | None = None
+
+
+class EntriesOut(BaseModel):
+    asset: str
+    partition: str | None = None
+    entries: list[EntryOut]
+
+
+class StoreSetIn(BaseModel):
+    """A store write. Leave ``expected_version`` out to write unconditionally; give an int
+    to write only if the entry is at that version, or ``null`` only if it does not exist
+    (compare-and-set: a lost race answers 409)."""
+
+    model_config = _forbid
+    value: Any = Field(description="Any JSON value but null (no NaN or Infinity).")
+    expected_version: StrictInt | None = Field(default=None, ge=0, le=MAX_ID)
+
+
+class StoreWrittenOut(BaseModel):
+    key: str
+    version: int
+    partition: str | None = None
+
+
+class DeletedOut(BaseModel):
+    deleted: bool = Field(description="Whether the key existed.")
+
+
+class ClearedOut(BaseModel):
+    cleared: int = Field(description="How many entries were deleted.")
+
+
+class EventCreateIn(BaseModel):
+    """An event that says the asset was updated (for producers outside Python)."""
+
+    model_config = _forbid
+    extra: dict[str, Any] | None = None
+    partition_key: StrictStr | None = None
+    source_task_id: StrictStr | None = None
+    source_run_id: StrictStr | None = None
+    aliases: list[StrictStr] = []
+    timestamp: dt.datetime | None = Field(
+        default=None, description="When the update happened (default: now); naive means UTC."
+    )
+
+
+class EventPageOut(BaseModel):
+    events: list[EventOut]
+    next_cursor: int | None = Field(
+        description="Pass as `after` (ascending) or `before` (descending) for the next page; "
+        "null when this page is the last."
+    )
+
+
+# -- the backend family ---------------------------------------------------------------------
+
+
+class BackendInfoOut(BaseModel):
+    backend: str = Field(description="The entry-point name of the server's state backend.")
+    capabilities: dict[str, bool]
+    max_value_bytes: int
+    max_body_bytes: int
+
+
+class RawEntryOut(BaseModel):
+    key: str
+    value_json: str
+    version: int
+    partition: str | None = None
+    updated_at: dt.datetime | None = None
+
+
+class EventsOut(BaseModel):
+    events: list[EventOut]
+
+
+class LatestEventsOut(BaseModel):
+    events: dict[str, EventOut]
+
+
+class NamesOut(BaseModel):
+    names: list[str]
+
+
+class AliasTargetsOut(BaseModel):
+    assets: list[str]
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class CursorsIn(BaseModel):
+    model_config = _forbid
+    cursors: dict[str, StrictInt]
+
+
+class CursorsOut(BaseModel):
+    cursors: dict[str, int]
+
+
+class AppliedOut(BaseModel):
+    events: list[EventOut]

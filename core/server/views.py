@@ -1,0 +1,272 @@
+"""The web view: server-rendered pages for people, beside the API on the same server.
+
+``/ui/`` lists the assets with their freshness (last event, age), ``/ui/asset?name=...``
+shows one asset's per-partition freshness, store contents and recent events, and
+``/ui/timeline?name=...`` pages through its events. Assets are named in the query, so
+any name works in a browser (browsers rewrite ``..`` and ``%2E%2E`` in paths).
+
+The pages are read-only. A browser signs in once with a token (``/ui/login``), kept in an
+HttpOnly, SameSite=Strict cookie that only the pages accept; the API accepts only the
+``Authorization`` header, so a page can never be made to write through the cookie.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..backend import EventQuery
+from ..models import AssetEvent
+from .auth import Authenticator, Principal
+from .deps import COOKIE_NAME, Scope
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+TIMELINE_PAGE = 50
+RECENT_EVENTS = 10
+MAX_PARTITIONS_SHOWN = 20
+VALUE_PREVIEW = 160
+
+
+@lru_cache(maxsize=1)
+def _templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("assetry.server", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["when"] = _when
+    env.filters["age"] = _age
+    env.filters["preview"] = _preview
+    return env
+
+
+def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = (
+        _templates()
+        .get_template(template)
+        .render(base=request.scope.get("root_path", ""), **context)
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def _age(value: dt.datetime | None) -> str:
+    """How long ago, in the largest whole unit: ``42s``, ``5m``, ``3h``, ``2d``."""
+    if value is None:
+        return ""
+    seconds = int((dt.datetime.now(dt.UTC) - value).total_seconds())
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _preview(value_json: str) -> str:
+    return value_json if len(value_json) <= VALUE_PREVIEW else value_json[:VALUE_PREVIEW] + "…"
+
+
+# -- who is looking ----------------------------------------------------------------------------
+
+
+def _principal(request: Request) -> Principal | None:
+    auth: Authenticator = request.app.state.auth
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if header and scheme.lower() == "bearer" and secret:
+        return auth.authenticate(secret.strip())
+    cookie = request.cookies.get(COOKIE_NAME)
+    return auth.authenticate(cookie if cookie else None)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    base = request.scope.get("root_path", "")
+    if target.startswith(base):
+        target = target[len(base) :]
+    return RedirectResponse(f"{base}/ui/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _scope(request: Request) -> Scope | None:
+    principal = _principal(request)
+    if principal is None:
+        return None
+    return Scope(request.app.state.instance.backend, principal)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a page of this view; never another site (no open redirect)."""
+    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+
+@router.get("/static/style.css")
+def stylesheet() -> Response:
+    css = resources.files("assetry.server").joinpath("static", "style.css").read_text("utf-8")
+    return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _render(request, "login.html", next=_safe_next(next), message=None, principal=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    token = form.get("token", "").strip()
+    target = _safe_next(form.get("next"))
+    auth: Authenticator = request.app.state.auth
+    if not token or auth.authenticate(token) is None:
+        return _render(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            message="That token is not one this server knows.",
+            principal=None,
+        )
+    base = request.scope.get("root_path", "")
+    response = RedirectResponse(base + target, status_code=303)
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=f"{base}/ui",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    base = request.scope.get("root_path", "")
+    response = RedirectResponse(f"{base}/ui/login", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path=f"{base}/ui")
+    return response
+
+
+@router.get("/")
+def assets_page(request: Request, group: str | None = None) -> Response:
+    scope = _scope(request)
+    if scope is None:
+        return _to_login(request)
+    records = [
+        r
+        for r in scope.backend.list_assets()
+        if scope.visible(r) and (group is None or r.group == group)
+    ]
+    latest = scope.backend.latest_events([r.name for r in records]) if records else {}
+    groups = sorted({r.group for r in scope.backend.list_assets() if scope.visible(r)})
+    return _render(
+        request,
+        "assets.html",
+        principal=scope.principal,
+        assets=[(r, latest.get(r.name)) for r in records],
+        groups=groups,
+        group=group,
+    )
+
+
+def _asset_or_404(request: Request, scope: Scope, name: str | None) -> Any:
+    record = scope.record(name) if name else None
+    if record is None:
+        return _render(
+            request,
+            "error.html",
+            status=404,
+            principal=scope.principal,
+            title="No such asset",
+            message=f"There is no asset called {name!r}." if name else "Name an asset.",
+        )
+    return record
+
+
+@router.get("/asset")
+def asset_page(request: Request, name: str | None = None) -> Response:
+    scope = _scope(request)
+    if scope is None:
+        return _to_login(request)
+    record = _asset_or_404(request, scope, name)
+    if isinstance(record, Response):
+        return record
+    backend = scope.backend
+    latest = backend.latest_events([record.name]).get(record.name)
+    partitions = sorted(
+        backend.latest_partition_events(record.name).items(),
+        key=lambda item: item[1].id,
+        reverse=True,
+    )
+    store_partitions = backend.store_partitions(record.name)
+    store = [(None, backend.store_entries(record.name))] + [
+        (p, backend.store_entries(record.name, p)) for p in store_partitions[:MAX_PARTITIONS_SHOWN]
+    ]
+    recent = backend.query_events(EventQuery(record.name, limit=RECENT_EVENTS, descending=True))
+    return _render(
+        request,
+        "asset.html",
+        principal=scope.principal,
+        asset=record,
+        latest=latest,
+        partitions=partitions,
+        store=store,
+        more_partitions=max(0, len(store_partitions) - MAX_PARTITIONS_SHOWN),
+        recent=recent,
+    )
+
+
+@router.get("/timeline")
+def timeline_page(
+    request: Request,
+    name: str | None = None,
+    before: int | None = None,
+    partition: str | None = None,
+) -> Response:
+    scope = _scope(request)
+    if scope is None:
+        return _to_login(request)
+    record = _asset_or_404(request, scope, name)
+    if isinstance(record, Response):
+        return record
+    events: list[AssetEvent] = scope.backend.query_events(
+        EventQuery(
+            record.name,
+            before=before if before is not None and before > 0 else None,
+            partition_key=partition or None,
+            limit=TIMELINE_PAGE + 1,
+            descending=True,
+        )
+    )
+    older = events[TIMELINE_PAGE - 1].id if len(events) > TIMELINE_PAGE else None
+    return _render(
+        request,
+        "timeline.html",
+        principal=scope.principal,
+        asset=record,
+        events=events[:TIMELINE_PAGE],
+        older=older,
+        partition=partition or None,
+    )

@@ -4,6 +4,8 @@ connections, batched sweeps)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sqlite3
 import threading
 import time
@@ -377,6 +379,109 @@ def test_transaction_lost_before_commit_is_retried_whole(
     )
     assert [e.id for e in result] == [1, 2]  # type: ignore[attr-defined]
     assert [e.id for e in backend.query_events(EventQuery("a"))] == [1, 2]
+
+
+class _Outage:
+    """A TCP relay in front of a database server that can go down and come back, as the
+    server would across a restart: going down cuts every connection and refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        with self._lock:
+            doomed, self._open = self._open, []
+            if self._listener is not None:
+                doomed.append(self._listener)
+                self._listener = None
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def outage(server_backend: tuple[SQLBackend, str]) -> Iterator[tuple[_Outage, str]]:
+    """A relay to the scratch database's server, and the database's URL through it."""
+    _, url = server_backend
+    parsed = sa.engine.make_url(url)
+    relay = _Outage(parsed.port or (5432 if parsed.get_backend_name() == "postgresql" else 3306))
+    relay.up()
+    try:
+        yield relay, parsed.set(port=relay.port).render_as_string(hide_password=False)
+    finally:
+        relay.down()
+
+
+def test_server_restart_is_waited_for_and_nothing_is_lost(
+    outage: tuple[_Outage, str],
+) -> None:
+    relay, url = outage
+    with SQLBackend(url, retry_timeout=20) as backend:
+        backend.store_set("a", "k", '"before"')
+        backend.append_events([NewEvent("a")])
+        for operation in (
+            lambda: backend.store_get("a", "k"),
+            lambda: backend.store_set("a", "k", '"after"'),
+            lambda: backend.append_events([NewEvent("a"), NewEvent("a")]),
+        ):
+            relay.down()
+            threading.Timer(0.5, relay.up).start()  # back half a second later
+            operation()
+        entry = backend.store_get("a", "k")
+        assert entry is not None and (entry.value, entry.version) == ("after", 2)
+        assert [e.id for e in backend.query_events(EventQuery("a"))] == [1, 2, 3]
+
+
+def test_server_down_longer_than_the_retry_timeout_is_unavailable(
+    outage: tuple[_Outage, str],
+) -> None:
+    relay, url = outage
+    with SQLBackend(url, retry_timeout=0.5) as backend:
+        backend.store_set("a", "k", '"kept"')
+        relay.down()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{relay.port}"):
+            backend.store_get("a", "k")
+        assert time.monotonic() - started < 10
+        relay.up()
+        entry = backend.store_get("a", "k")
+        assert entry is not None and entry.value == "kept"
 
 
 # == maintenance ==========================================================================

@@ -12,6 +12,7 @@ smaller id. The schema is versioned by the Alembic migrations shipped in the pac
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
 import time
@@ -94,6 +95,10 @@ def _on_cursor(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
             cursor.close()
 
     return run
+
+
+def _core_rowcount(statement: sa.Executable, held: Held) -> int:
+    return int(held.conn.execute(statement).rowcount)
 
 
 def _fetchone(sql: Sql, params: Mapping[str, Any], held: Held) -> Any:
@@ -261,7 +266,7 @@ class SQLBackend(StateBackend):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _read(self, statement: sa.Executable) -> list[sa.Row[Any]]:
+    def _read(self, statement: sa.Executable) -> list[Any]:
         """Rows of a Core query (retried on a lost connection)."""
         self._ready()
         return self._db.run(lambda held: list(held.conn.execute(statement)))
@@ -974,12 +979,9 @@ class SQLBackend(StateBackend):
         inactive = [r.id for r in self._read(sa.select(ASSETS.c.id).where(~ASSETS.c.active))]
         removed = 0
         for asset_id in inactive:
-            while True:
-                count = self._db.run(
-                    lambda held, i=asset_id: (
-                        held.conn.execute(self._sweep_batch(i, batch_size)).rowcount
-                    )
-                )
+            batch = self._sweep_batch(asset_id, batch_size)
+            while True:  # each batch commits on its own: no long transaction, no big lock
+                count = self._db.run(functools.partial(_core_rowcount, batch))
                 removed += count
                 if count < batch_size:
                     break

@@ -77,7 +77,7 @@ def _insert(dialect: Dialect) -> Any:
     return mysql.insert
 
 
-ONE = sa.literal_column("1")
+ONE: sa.ColumnClause[Any] = sa.literal_column("1")
 
 _compiled: dict[tuple[Any, ...], Statements] = {}
 
@@ -246,14 +246,9 @@ class Statements:
     def upsert(self, table: sa.Table, keys: list[str]) -> Any:
         """An INSERT of ``table`` that overwrites the row with the same ``keys`` (a Core
         construct for ``Connection.execute``, single or executemany)."""
-        insert = (
-            postgresql.insert
-            if self.family == "postgresql"
-            else sqlite.insert
-            if self.family == "sqlite"
-            else mysql.insert
-        )
-        statement = insert(table)
+        statement: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(
+            self.family, mysql.insert
+        )(table)
         others = [c.name for c in table.columns if c.name not in keys]
         if self.family == "mysql":
             return statement.on_duplicate_key_update(

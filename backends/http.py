@@ -310,12 +310,15 @@ class HTTPBackend(StateBackend):
             "apply",
             {
                 "writes": [
-                    {
-                        "asset": w.asset,
-                        "key": w.key,
-                        "value_json": w.value_json,
-                        "partition": w.partition,
-                    }
+                    _with_version(
+                        {
+                            "asset": w.asset,
+                            "key": w.key,
+                            "value_json": w.value_json,
+                            "partition": w.partition,
+                        },
+                        w.expected_version,
+                    )
                     for w in writes
                 ],
                 "events": [_new_event(e) for e in events],

@@ -317,6 +317,13 @@ class MemoryBackend(StateBackend):
         with st.lock:
             for name in {w.asset for w in writes} | {e.asset for e in events}:
                 self._writable(name)
+            for w in writes:  # every compare-and-set holds before anything is written
+                if w.expected_version is not ANY_VERSION:
+                    ns = st.store.get(w.asset, {}).get(w.partition or _ASSET_LEVEL, {})
+                    current = ns.get(w.key)
+                    actual = current.version if current else None
+                    if actual != w.expected_version:
+                        raise version_conflict(w.asset, w.key, w.expected_version, actual)
             for w in writes:
                 if w.value_json is None:
                     self.store_delete(w.asset, w.key, w.partition)

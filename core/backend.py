@@ -119,12 +119,17 @@ class StoreEntry:
 
 @dataclass(frozen=True, slots=True)
 class StoreWrite:
-    """A buffered store write for :meth:`StateBackend.apply`; ``value_json=None`` deletes."""
+    """A buffered store write for :meth:`StateBackend.apply`; ``value_json=None`` deletes.
+
+    ``expected_version`` makes it a compare-and-set (as in :meth:`StateBackend.store_set`),
+    checked in the same transaction as the write where the backend has them.
+    """
 
     asset: str
     key: str
     value_json: str | None
     partition: str | None = None
+    expected_version: ExpectedVersion = ANY_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,15 +373,26 @@ class StateBackend(abc.ABC):
     # -- batches ---------------------------------------------------------------------------
 
     def apply(self, writes: Sequence[StoreWrite], events: Sequence[NewEvent]) -> list[AssetEvent]:
-        """Apply store writes then append events. Atomic where ``capabilities.atomic_batches``;
-        this default applies them one by one after checking every asset is writable."""
+        """Apply store writes then append events. Atomic where ``capabilities.atomic_batches``
+        (a write whose ``expected_version`` does not match raises :class:`ConflictError` and
+        nothing is applied); this default applies them one by one after checking every asset
+        is writable, compare-and-set writes first."""
         for name in {w.asset for w in writes} | {e.asset for e in events}:
             self._check_writable(name)
-        for write in writes:
+        # compare-and-set writes first, so a lost race is found before anything is written
+        for write in sorted(writes, key=lambda w: w.expected_version is ANY_VERSION):
             if write.value_json is None:
-                self.store_delete(write.asset, write.key, write.partition)
+                self.store_delete(
+                    write.asset, write.key, write.partition, expected_version=write.expected_version
+                )
             else:
-                self.store_set(write.asset, write.key, write.value_json, write.partition)
+                self.store_set(
+                    write.asset,
+                    write.key,
+                    write.value_json,
+                    write.partition,
+                    expected_version=write.expected_version,
+                )
         return self.append_events(events) if events else []
 
     def _check_writable(self, name: str) -> AssetRecord:

@@ -1048,9 +1048,17 @@ class StoreBuffer:
     # -- commit ----------------------------------------------------------------------------
 
     def writes(self) -> list[StoreWrite]:
-        """The pending writes, as :class:`StoreWrite` for ``backend.apply``."""
+        """The pending writes, as :class:`StoreWrite` for ``backend.apply``; a write decided
+        by a compare-and-set carries the version it relied on, so ``apply`` checks it again
+        in its transaction (a change between :meth:`check_guards` and the commit fails it)."""
         return [
-            StoreWrite(asset, key, value, partition)
+            StoreWrite(
+                asset,
+                key,
+                value,
+                partition,
+                self._guards.get((asset, partition, key), ANY_VERSION),
+            )
             for (asset, partition, key), (value, _) in self._pending.items()
         ]
 

@@ -387,6 +387,32 @@ def test_atomic_run_fails_when_another_writer_changed_a_key_it_updated(inst: Ins
     assert inst.events(ORDERS) == []
 
 
+def test_atomic_run_fails_when_a_key_it_updated_changes_between_check_and_commit(
+    inst: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assetry.runtime import StoreBuffer
+
+    store = inst.asset_store(ORDERS)
+    store.set("runs", 5)
+    check_guards = StoreBuffer.check_guards
+
+    def then_another_writer(self: StoreBuffer) -> None:
+        check_guards(self)
+        store.set("runs", 100)  # lands after the check, before the commit
+
+    monkeypatch.setattr(StoreBuffer, "check_guards", then_another_writer)
+
+    @task(outlets=[ORDERS], atomic=True)
+    def count(asset_store):
+        asset_store.update("runs", lambda n: n + 1)
+        asset_store.set("last", "this run")
+
+    with pytest.raises(ConflictError, match="runs"):
+        count()
+    assert store.items() == {"runs": 100}
+    assert inst.events(ORDERS) == []
+
+
 def test_atomic_run_with_only_store_writes_and_no_outlets_commits(inst: Instance) -> None:
     @task(inlets=[ORDERS], atomic=True)
     def note(asset_store):

@@ -1006,6 +1006,31 @@ class SQLBackend(StateBackend):
 
     # -- batches --------------------------------------------------------------------------------
 
+    def _apply_if(
+        self, sql: Statements, cursor: Any, write: StoreWrite, params: dict[str, Any]
+    ) -> None:
+        """A compare-and-set write inside :meth:`apply`'s transaction; a lost race raises
+        (and the transaction rolls back)."""
+        expected = write.expected_version
+        deleting = write.value_json is None
+        if expected is None:
+            done = not deleting and self._create(sql, cursor, params)
+        else:
+            params["expected"] = expected
+            statement = sql.store_delete_if if deleting else sql.store_update_if
+            done = statement.run(cursor, params).rowcount == 1
+        if done:
+            return
+        row = sql.store_why.run(cursor, params).fetchone()
+        if row is None:
+            raise not_found_error(write.asset)
+        if not row[0]:
+            raise inactive_error(write.asset)
+        actual = None if row[1] is None else int(row[1])
+        if expected is None and deleting and actual is None:
+            return  # deleting a key that must be absent: it is, nothing to do
+        raise version_conflict(write.asset, write.key, expected, actual)
+
     def apply(self, writes: Sequence[StoreWrite], events: Sequence[NewEvent]) -> list[AssetEvent]:
         if not writes and not events:
             return []
@@ -1024,7 +1049,9 @@ class SQLBackend(StateBackend):
                 params = self._entry_params(
                     write.asset, write.key, write.value_json or "", write.partition
                 )
-                if write.value_json is None:
+                if write.expected_version is not ANY_VERSION:
+                    self._apply_if(sql, cursor, write, params)
+                elif write.value_json is None:
                     sql.store_delete.run(cursor, params)
                 elif self._upsert(sql, cursor, params) is None:
                     raise self._unwritable(write.asset, cursor)

@@ -201,6 +201,10 @@ class StoreWriteIn(BaseModel):
     key: StrictStr
     value_json: StrictStr | None = Field(description="The value's JSON; null deletes the key.")
     partition: StrictStr | None = None
+    expected_version: Id | None = Field(
+        default=None,
+        description='Leave out to write unconditionally; null means "only if absent".',
+    )
 
 
 class ApplyIn(BaseModel):
@@ -642,6 +646,7 @@ def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
             key=validate_key(w.key),
             value_json=_value(w.value_json, limit) if w.value_json is not None else None,
             partition=_partition(w.partition),
+            expected_version=_expected(w),
         )
         for w in body.writes
     ]

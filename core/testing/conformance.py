@@ -1441,6 +1441,45 @@ class StateBackendConformance:
             backend.apply([StoreWrite("b", "k", _json(1))], [NewEvent("a")])
         assert backend.query_events(EventQuery("a")) == []
 
+    def test_apply_checks_expected_versions_and_writes_nothing_on_a_lost_race(
+        self, backend: StateBackend
+    ) -> None:
+        self.register(backend, "a")
+        backend.store_set("a", "runs", _json(5))  # version 1
+        backend.store_set("a", "runs", _json(6))  # version 2: a concurrent writer won
+        with pytest.raises(ConflictError, match="runs"):
+            backend.apply(
+                [
+                    StoreWrite("a", "runs", _json(6), expected_version=1),
+                    StoreWrite("a", "other", _json(1)),
+                ],
+                [NewEvent("a")],
+            )
+        entry = backend.store_get("a", "runs")
+        assert entry is not None and (entry.value, entry.version) == (6, 2)
+        assert backend.store_get("a", "other") is None
+        assert backend.query_events(EventQuery("a")) == []
+
+    def test_apply_with_expected_versions_that_hold_writes(self, backend: StateBackend) -> None:
+        self.register(backend, "a")
+        backend.store_set("a", "runs", _json(5))
+        backend.store_set("a", "gone", _json(1))
+        backend.apply(
+            [
+                StoreWrite("a", "runs", _json(6), expected_version=1),
+                StoreWrite("a", "new", _json(1), expected_version=None),
+                StoreWrite("a", "gone", None, expected_version=1),
+            ],
+            [],
+        )
+        entry = backend.store_get("a", "runs")
+        assert entry is not None and (entry.value, entry.version) == (6, 2)
+        new = backend.store_get("a", "new")
+        assert new is not None and (new.value, new.version) == (1, 1)
+        assert backend.store_get("a", "gone") is None
+        with pytest.raises(ConflictError):
+            backend.apply([StoreWrite("a", "new", _json(2), expected_version=None)], [])
+
     # == event import and deletion (declared by capabilities) =============================
 
     def test_import_events_keeps_ids_and_fields(self, backend: StateBackend) -> None:

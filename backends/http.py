@@ -5,9 +5,10 @@ other machines share one instance: the same asset store, event log and cursors, 
 server's backend doing the locking, transactions and conditional writes. Every method is
 one request to the server's backend family (``/api/v1/backend/<method>``).
 
-The token comes from the ``token`` option, else ``ASSETRY_HTTP_TOKEN``, else the password
-of the connection ``conn_id`` (default ``assetry_default``). What the remote backend can
-do (atomic batches, event import and deletion) is asked of the server on first use.
+The token comes from the ``token`` option, else the connection named by ``conn_id``, else
+``ASSETRY_HTTP_TOKEN``, else the connection ``assetry_default`` (its password or ``token``
+option). What the remote backend can do (atomic batches, event import and deletion) is
+asked of the server on first use.
 """
 
 from __future__ import annotations

@@ -79,11 +79,12 @@ _EXCEPTIONS: dict[str, type[BaseException]] = {
 
 
 def resolve_token(token: str | None = None, conn_id: str | None = None) -> str | None:
-    """The token to send: the argument, else ``$ASSETRY_HTTP_TOKEN``, else the password (or
-    ``token`` option) of the connection ``conn_id`` (default ``assetry_default``)."""
+    """The token to send: the argument, else the password (or ``token`` option) of the
+    connection ``conn_id`` when one is named, else ``$ASSETRY_HTTP_TOKEN``, else that of
+    the connection ``assetry_default``."""
     if token:
         return token
-    if os.environ.get(TOKEN_ENV):
+    if conn_id is None and os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
     from .config import get_connection
 

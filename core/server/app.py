@@ -10,6 +10,8 @@ generic message and is logged on the server, never sent.
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -97,6 +99,7 @@ def create_app(
     app.include_router(backend_api.router)
     app.include_router(views.router)
 
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
@@ -158,16 +161,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     for exc_class in (AssetryError, ValueError, TypeError, NotImplementedError):
         app.add_exception_handler(exc_class, mapped)  # type: ignore[arg-type]
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _internal(request, exc)
+
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^\s/@:]*:)[^\s/@]+@")
+
+
+def _log_failure(method: str, path: str, exc: BaseException) -> None:
+    """Log an unexpected failure with its traceback, URL passwords masked (a driver's
+    message may carry its connection URL)."""
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    log.error("%s %s failed:\n%s", method, path, _URL_PASSWORD.sub(r"\1***@", text))
+
+
+def _internal_response() -> JSONResponse:
+    return _json_error(500, "internal", "internal server error; the server log has the details")
 
 
 def _internal(request: Request, exc: BaseException) -> JSONResponse:
-    log.error(
-        "%s %s failed with %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
-    )
-    return _json_error(500, "internal", "internal server error; the server log has the details")
+    _log_failure(request.method, request.url.path, exc)
+    return _internal_response()
 
 
 # -- health ----------------------------------------------------------------------------------
@@ -279,6 +290,34 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 async def _never_receive() -> Message:  # pragma: no cover - a response never reads
     return {"type": "http.disconnect"}
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected failure with a generic 500 and logs it masked, here rather
+    than in the framework's last-resort handler, which would log it again unmasked."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            _log_failure(scope.get("method", "?"), scope.get("path", "?"), exc)
+            if started:  # too late for an error response: the connection is dropped
+                return
+            await _internal_response()(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.sql import SQLBackend
 from assetry.backends.sql.testing import clear_database, scratch_database
-from assetry.errors import BackendUnavailableError, ConfigurationError
+from assetry.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from assetry.testing import StateBackendConformance
 from conftest import service_missing
 
@@ -482,6 +482,19 @@ def test_server_down_longer_than_the_retry_timeout_is_unavailable(
         relay.up()
         entry = backend.store_get("a", "k")
         assert entry is not None and entry.value == "kept"
+
+
+def test_mysqlclient_driver_works_too(mysql_scratch: str) -> None:
+    clear_database(mysql_scratch)
+    url = sa.engine.make_url(mysql_scratch).set(drivername="mysql+mysqldb")
+    with SQLBackend(url.render_as_string(hide_password=False)) as backend:
+        backend.register_asset("a", "s3://a")
+        assert [backend.store_set("a", "k", str(i)) for i in range(3)] == [1, 2, 3]
+        with pytest.raises(ConflictError):
+            backend.store_set("a", "k", "9", expected_version=None)
+        assert backend.store_set("a", "new", "1", expected_version=None) == 1
+        assert [e.id for e in backend.append_events([NewEvent("a"), NewEvent("a")])] == [1, 2]
+        assert [e.id for e in backend.query_events(EventQuery("a", after=1))] == [2]
 
 
 # == maintenance ==========================================================================

@@ -35,6 +35,7 @@ from .schemas import (
     RegisterIn,
     StoreSetIn,
     StoreWrittenOut,
+    utc,
 )
 
 __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "errors", "router"]
@@ -81,13 +82,6 @@ def event_out(event: AssetEvent) -> dict[str, Any]:
 
 def _partition(partition: str | None) -> str | None:
     return validate_partition_key(partition) if partition is not None else None
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Query times: naive means UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 # -- the asset collection ----------------------------------------------------------------------
@@ -347,8 +341,8 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
             record.name,
             after=after,
             before=before,
-            since=_utc(since),
-            until=_utc(until),
+            since=utc(since),
+            until=utc(until),
             partition_key=_partition(partition),
             limit=limit + 1,
             descending=descending,
@@ -385,7 +379,7 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
             aliases=body.aliases,
             source_task_id=body.source_task_id,
             source_run_id=body.source_run_id,
-            timestamp=_utc(body.timestamp),
+            timestamp=utc(body.timestamp),
         )
         return _json(event_out(event), 201)
 

@@ -140,12 +140,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kinds = {
-            400: "bad_request",
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
         }
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400:  # a body the framework cannot parse: invalid, like bad JSON
+            return _json_error(
+                422, "invalid_request", f"the request body is not UTF-8 JSON ({message})"
+            )
         if exc.status_code == 404:
             message = f"no route {request.url.path!r}; the API is under /api/v1 (see /api/docs)"
         return _json_error(

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..backend import ANY_VERSION, EventQuery, NewEvent, StoreWrite
 from ..errors import StoreValueError
@@ -42,6 +42,8 @@ from .schemas import (
     LatestEventsOut,
     NamesOut,
     RawEntryOut,
+    Text,
+    utc,
 )
 
 __all__ = ["router"]
@@ -51,7 +53,7 @@ MAX_RAW_PAGE = MAX_EVENTS_PER_REQUEST
 router = APIRouter(prefix=BACKEND_PREFIX, tags=["backend"])
 
 _forbid = ConfigDict(extra="forbid")
-Name = Annotated[StrictStr, Field(description="An asset name.")]
+Name = Annotated[Text, Field(description="An asset name.")]
 Id = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 
 
@@ -65,15 +67,15 @@ class NameIn(BaseModel):
 
 class UriIn(BaseModel):
     model_config = _forbid
-    uri: StrictStr
+    uri: Text
 
 
 class RegisterRawIn(BaseModel):
     model_config = _forbid
     name: Name
-    uri: StrictStr
-    group: StrictStr = "asset"
-    extra_json: StrictStr = "{}"
+    uri: Text
+    group: Text = "asset"
+    extra_json: Text = "{}"
 
 
 class ListAssetsIn(BaseModel):
@@ -89,18 +91,18 @@ class AssetIn(BaseModel):
 class NamespaceIn(BaseModel):
     model_config = _forbid
     asset: Name
-    partition: StrictStr | None = None
+    partition: Text | None = None
 
 
 class KeyIn(NamespaceIn):
-    key: StrictStr
+    key: Text
 
 
 class StoreSetRawIn(KeyIn):
     """Leave ``expected_version`` out to write unconditionally; ``null`` means "only if
     absent"."""
 
-    value_json: StrictStr
+    value_json: Text
     expected_version: Id | None = None
 
 
@@ -115,11 +117,11 @@ class StoreClearIn(NamespaceIn):
 class NewEventIn(BaseModel):
     model_config = _forbid
     asset: Name
-    extra_json: StrictStr = "{}"
-    partition_key: StrictStr | None = None
-    source_task_id: StrictStr | None = None
-    source_run_id: StrictStr | None = None
-    aliases: list[StrictStr] = []
+    extra_json: Text = "{}"
+    partition_key: Text | None = None
+    source_task_id: Text | None = None
+    source_run_id: Text | None = None
+    aliases: list[Text] = []
     timestamp: dt.datetime | None = None
 
 
@@ -135,8 +137,8 @@ class QueryIn(BaseModel):
     before: Id | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-    partition_key: StrictStr | None = None
-    alias: StrictStr | None = None
+    partition_key: Text | None = None
+    alias: Text | None = None
     limit: Annotated[StrictInt, Field(ge=0, le=MAX_RAW_PAGE)] | None = Field(
         default=None, description=f"At most {MAX_RAW_PAGE}; leave out for a full page."
     )
@@ -150,7 +152,7 @@ class LatestIn(BaseModel):
 
 class AliasIn(BaseModel):
     model_config = _forbid
-    alias: StrictStr
+    alias: Text
 
 
 class EventIn(BaseModel):
@@ -159,13 +161,13 @@ class EventIn(BaseModel):
     model_config = _forbid
     id: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
     asset_name: Name
-    asset_uri: StrictStr
+    asset_uri: Text
     timestamp: dt.datetime
     extra: dict[str, Any] = {}
-    partition_key: StrictStr | None = None
-    source_task_id: StrictStr | None = None
-    source_run_id: StrictStr | None = None
-    aliases: list[StrictStr] = []
+    partition_key: Text | None = None
+    source_task_id: Text | None = None
+    source_run_id: Text | None = None
+    aliases: list[Text] = []
 
 
 class ImportIn(BaseModel):
@@ -181,13 +183,13 @@ class DeleteEventsIn(BaseModel):
 
 class ConsumerIn(BaseModel):
     model_config = _forbid
-    consumer: StrictStr
+    consumer: Text
 
 
 class SetCursorsIn(BaseModel):
     model_config = _forbid
-    consumer: StrictStr
-    cursors: dict[str, Id]
+    consumer: Text
+    cursors: dict[Text, Id]
 
 
 class SweepIn(BaseModel):
@@ -198,9 +200,9 @@ class SweepIn(BaseModel):
 class StoreWriteIn(BaseModel):
     model_config = _forbid
     asset: Name
-    key: StrictStr
-    value_json: StrictStr | None = Field(description="The value's JSON; null deletes the key.")
-    partition: StrictStr | None = None
+    key: Text
+    value_json: Text | None = Field(description="The value's JSON; null deletes the key.")
+    partition: Text | None = None
     expected_version: Id | None = Field(
         default=None,
         description='Leave out to write unconditionally; null means "only if absent".',
@@ -278,12 +280,6 @@ def _partition(partition: str | None) -> str | None:
     return validate_partition_key(partition) if partition is not None else None
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def _expected(body: BaseModel) -> Any:
     if "expected_version" in body.model_fields_set:
         return body.expected_version  # type: ignore[attr-defined]
@@ -314,7 +310,7 @@ def _new_event(ev: NewEventIn, max_bytes: int) -> NewEvent:
         source_task_id=ev.source_task_id,
         source_run_id=ev.source_run_id,
         aliases=tuple(validate_name(a, "an alias name") for a in ev.aliases),
-        timestamp=_utc(ev.timestamp),
+        timestamp=utc(ev.timestamp),
     )
 
 
@@ -520,8 +516,8 @@ def query_events(body: QueryIn, scope: ReadScope) -> Any:
         asset=body.asset,
         after=body.after,
         before=body.before,
-        since=_utc(body.since),
-        until=_utc(body.until),
+        since=utc(body.since),
+        until=utc(body.until),
         partition_key=body.partition_key,
         alias=body.alias,
         limit=MAX_RAW_PAGE if body.limit is None else body.limit,
@@ -577,7 +573,7 @@ def import_events(body: ImportIn, scope: WriteScope, instance: InstanceDep) -> A
             id=ev.id,
             asset_name=validate_name(ev.asset_name),
             asset_uri=normalize_uri(ev.asset_uri),
-            timestamp=_utc(ev.timestamp),  # type: ignore[arg-type]
+            timestamp=utc(ev.timestamp),  # type: ignore[arg-type]
             extra=json.loads(encode_extra(ev.extra, max_bytes=instance.max_value_bytes)),
             partition_key=_partition(ev.partition_key),
             source_task_id=ev.source_task_id,

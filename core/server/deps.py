@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..backend import AssetRecord, StateBackend, not_found_error
 from ..instance import Instance
+from ..models import validate_name
 from ..uri import normalize_uri
 from .auth import Authenticator, Principal
 from .protocol import ApiError
@@ -169,7 +170,7 @@ class AssetLocator:
     def resolve(self, scope: Scope) -> AssetRecord:
         """The asset's record; 404 when it does not exist or is outside the caller's groups."""
         if self.name is not None:
-            record = scope.backend.get_asset(self.name)
+            record = scope.backend.get_asset(validate_name(self.name))
         else:
             assert self.uri is not None
             record = scope.backend.get_asset_by_uri(normalize_uri(self.uri))

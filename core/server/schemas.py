@@ -6,9 +6,9 @@ document). Values and extra are plain JSON; the backend family carries JSON *tex
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 __all__ = [
     "MAX_ID",
@@ -21,7 +21,6 @@ __all__ = [
     "BackendInfoOut",
     "ClearedOut",
     "CountOut",
-    "CursorsIn",
     "CursorsOut",
     "DeactivatedOut",
     "DeletedOut",
@@ -40,10 +39,41 @@ __all__ = [
     "RegisterIn",
     "StoreSetIn",
     "StoreWrittenOut",
+    "Text",
+    "utc",
 ]
 
 #: Event ids and versions fit a signed 64-bit column on every backend.
 MAX_ID = 2**63 - 1
+
+
+def _storable(text: str) -> str:
+    """Text every backend can store and every response can carry: valid unicode (JSON's
+    ``\\ud800`` escapes decode to lone surrogates) and no NUL (PostgreSQL refuses it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid unicode (no lone surrogates)") from None
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
+#: A string field of a request body.
+Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A request's time as aware UTC; naive means UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"time {value.isoformat()} is out of range once in UTC") from None
+
 
 _forbid = ConfigDict(extra="forbid")
 
@@ -107,9 +137,9 @@ class RegisterIn(BaseModel):
     """Register (or reactivate) an asset; a missing name or URI copies the other."""
 
     model_config = _forbid
-    name: StrictStr | None = None
-    uri: StrictStr | None = None
-    group: StrictStr = "asset"
+    name: Text | None = None
+    uri: Text | None = None
+    group: Text = "asset"
     extra: dict[str, Any] | None = None
 
 
@@ -161,10 +191,10 @@ class EventCreateIn(BaseModel):
 
     model_config = _forbid
     extra: dict[str, Any] | None = None
-    partition_key: StrictStr | None = None
-    source_task_id: StrictStr | None = None
-    source_run_id: StrictStr | None = None
-    aliases: list[StrictStr] = []
+    partition_key: Text | None = None
+    source_task_id: Text | None = None
+    source_run_id: Text | None = None
+    aliases: list[Text] = []
     timestamp: dt.datetime | None = Field(
         default=None, description="When the update happened (default: now); naive means UTC."
     )
@@ -214,11 +244,6 @@ class AliasTargetsOut(BaseModel):
 
 class CountOut(BaseModel):
     count: int
-
-
-class CursorsIn(BaseModel):
-    model_config = _forbid
-    cursors: dict[str, StrictInt]
 
 
 class CursorsOut(BaseModel):

@@ -13,6 +13,7 @@ HttpOnly, SameSite=Strict cookie that only the pages accept; the API accepts onl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -46,6 +47,8 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["q"] = lambda value: quote(str(value), safe="")
+    # plain JSON text, escaped by autoescaping (tojson's \u003c escapes are for scripts)
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
     env.filters["when"] = _when
     env.filters["age"] = _age
     env.filters["preview"] = _preview

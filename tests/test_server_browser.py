@@ -1,0 +1,132 @@
+"""The web view in a real browser: headless Chromium signs in, finds an asset seeded by
+the test, follows it to its timeline, and the test saves a screenshot of it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from assetry import Asset, Instance
+from assetry.backends.memory import MemoryBackend
+from assetry.server.app import create_app
+from assetry.server.auth import ApiToken
+from assetry.server.live import LiveServer
+from conftest import service_missing
+
+TOKEN = secrets.token_urlsafe(24)
+ORDERS = Asset("sales/orders ✓", uri="s3://lake/sales/orders", group="sales")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """Headless Chromium through chromedriver, with a fresh profile."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        service_missing("Chromium and chromedriver", "apt-get install chromium chromium-driver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        service_missing("selenium", "pip install -e '.[test]'")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    # an explicit driver path: selenium-manager never tries to download one
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[LiveServer, Instance]]:
+    instance = Instance(backend=MemoryBackend())
+    other = Asset("crm/customers", uri="s3://lake/crm/customers", group="crm")
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=2, hours=1)
+    for day in range(3):
+        partition = (start + dt.timedelta(days=day)).strftime("%Y-%m-%d")
+        instance.record_event(
+            ORDERS,
+            extra={"rows": 100 * (day + 1), "source": "<b>not html</b>"},
+            partition_key=partition,
+            source_task_id="load_orders",
+            timestamp=start + dt.timedelta(days=day),
+        )
+    store = instance.asset_store(ORDERS)
+    store.set("watermark", "2024-06-03T00:00:00Z")
+    store.partition("2024-06-03").set("row_count", 300)
+    instance.record_event(other, extra={"rows": 7})
+    app = create_app(instance, tokens=[ApiToken("analyst", TOKEN, "read", frozenset({"sales"}))])
+    with LiveServer(app) as live:
+        yield live, instance
+
+
+def test_browser_signs_in_follows_an_asset_to_its_timeline_and_screenshots(
+    browser: object, server: tuple[LiveServer, Instance], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    live, _ = server
+    wait = WebDriverWait(browser, 20)
+
+    browser.get(f"{live.url}/ui/")
+    wait.until(ec.presence_of_element_located((By.ID, "token")))
+    assert "/ui/login" in browser.current_url  # no token yet: the view asks for one
+    browser.find_element(By.ID, "token").send_keys("not-a-real-token-at-all")
+    browser.find_element(By.ID, "sign-in").click()
+    error = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "p.error")))
+    assert "not one this server knows" in error.text
+
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "sign-in").click()
+    table = wait.until(ec.presence_of_element_located((By.ID, "assets")))
+    links = [a.text for a in table.find_elements(By.CSS_SELECTOR, "a.asset-link")]
+    assert links == [ORDERS.name]  # the crm asset is outside the token's groups
+    assert "#3" in table.text and "1h ago" in table.text  # the last event and its age
+
+    browser.find_element(By.LINK_TEXT, ORDERS.name).click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "asset-name"), ORDERS.name))
+    partitions = browser.find_element(By.ID, "partitions").text
+    assert partitions.count("ago") == 3  # freshness of each partition
+    assert "watermark" in browser.page_source and "row_count" in browser.page_source
+
+    browser.find_element(By.ID, "timeline-link").click()
+    timeline = wait.until(ec.presence_of_element_located((By.ID, "timeline")))
+    rows = timeline.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["3", "2", "1"]
+    assert "<b>not html</b>" in timeline.text  # extra is shown as text, never as markup
+    assert "load_orders" in timeline.text
+    assert browser.title == f"Timeline of {ORDERS.name} · assetry"
+
+    shot = tmp_path / "timeline.png"
+    assert browser.save_screenshot(str(shot))
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

@@ -98,7 +98,7 @@ def list_assets(
     scope: ReadScope,
     active: Annotated[bool | None, Query(description="Only active (or inactive) ones.")] = None,
     group: Annotated[str | None, Query(description="Only this asset group.")] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     records = [
         r
         for r in scope.backend.list_assets(active=active)
@@ -127,7 +127,7 @@ def list_assets(
     "another URI (or a URI under another name) answers 409.",
     responses=errors(403, 409, 413),
 )
-def register_asset(body: RegisterIn, scope: WriteScope, instance: InstanceDep) -> dict[str, Any]:
+def register_asset(body: RegisterIn, scope: WriteScope, instance: InstanceDep) -> JSONResponse:
     asset = Asset(body.name, body.uri, group=body.group, extra=body.extra)
     scope.check_registration(asset.name, asset.uri, asset.group)
     return _json(record_out(instance.register(asset)), 201)
@@ -156,7 +156,7 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
         responses=errors(404),
         operation_id=f"show_asset{suffix}",
     )
-    def show_asset(where: Locator, scope: ReadScope) -> dict[str, Any]:
+    def show_asset(where: Locator, scope: ReadScope) -> JSONResponse:
         record = where.resolve(scope)
         backend = scope.backend
         latest = backend.latest_events([record.name]).get(record.name)
@@ -382,9 +382,6 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
             timestamp=utc(body.timestamp),
         )
         return _json(event_out(event), 201)
-
-    del show_asset, deactivate_asset, list_store, clear_store, get_entry, set_entry
-    del delete_entry, list_events, create_event
 
 
 def _entry_out(

@@ -53,10 +53,6 @@ def fresh_server(server: LiveServer) -> LiveServer:
 
 
 class TestHTTPBackend(StateBackendConformance):
-    # every call is a round trip to the server: smaller sizes, the same properties proved
-    updates_per_thread = 15
-    appends_per_thread = 8
-
     @pytest.fixture
     def backend(self, fresh_server: LiveServer) -> Iterator[StateBackend]:
         with HTTPBackend(fresh_server.url, token=ADMIN) as backend:

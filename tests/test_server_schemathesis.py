@@ -9,9 +9,10 @@ import warnings
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+pytest.importorskip("schemathesis")
 pytest.importorskip("fastapi")
 
+import schemathesis
 from assetry import Asset, Instance
 from assetry.backends.memory import MemoryBackend
 from assetry.server.app import create_app

@@ -324,10 +324,12 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
         after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Ids above this.")] = None,
         before: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Ids below this.")] = None,
         since: Annotated[
-            dt.datetime | None, Query(description="Events at or after this time (ISO 8601).")
+            dt.datetime | None,
+            Query(description="Events at or after this time (ISO 8601; send '+' as %2B)."),
         ] = None,
         until: Annotated[
-            dt.datetime | None, Query(description="Events before this time (ISO 8601).")
+            dt.datetime | None,
+            Query(description="Events before this time (ISO 8601; send '+' as %2B)."),
         ] = None,
         partition: Annotated[str | None, Query(description="Only this partition key.")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = DEFAULT_PAGE,

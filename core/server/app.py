@@ -152,7 +152,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"no route {request.url.path!r}; the API is under /api/v1 (see /api/docs)"
         return _json_error(
-            exc.status_code, kinds.get(exc.status_code, "http_error"), message, exc.headers
+            exc.status_code,
+            kinds.get(exc.status_code, "http_error"),
+            message,
+            dict(exc.headers) if exc.headers else None,
         )
 
     async def mapped(request: Request, exc: Exception) -> JSONResponse:

@@ -759,7 +759,7 @@ class SQLBackend(StateBackend):
         a, e = ASSETS, EVENTS
         if assets is not None and not assets:
             return {}
-        base = self.latest_events_query()
+        base = self._latest_events_query  # built once: it has no parameters
         if assets is None:
             rows = self._read(base)
         else:
@@ -787,6 +787,10 @@ class SQLBackend(StateBackend):
             if newest:
                 latest[name] = self._event(newest[0], name)
         return latest
+
+    @functools.cached_property
+    def _latest_events_query(self) -> sa.Select[Any]:
+        return self.latest_events_query()
 
     def latest_events_query(self) -> sa.Select[Any]:
         """The SELECT behind :meth:`latest_events`: for each asset with events, the newest

@@ -51,6 +51,7 @@ from .storage import (
     PreconditionFailed,
     RetryPolicy,
     S3Storage,
+    single_send_session_class,
 )
 
 __all__ = ["LAYOUT_VERSION", "ObjectStoreBackend"]
@@ -1162,6 +1163,9 @@ def _open(
     # this backend retries with its own bounded backoff (and knows which writes are safe to
     # repeat), so botocore's retries are off unless the connection sets them
     config.setdefault("retries", {"total_max_attempts": 1})
+    session_class = single_send_session_class()
+    if session_class is not None:
+        config.setdefault("http_session_cls", session_class)
     options["config_kwargs"] = config
     fs = s3fs.S3FileSystem(**options)
     return _Location(

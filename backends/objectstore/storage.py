@@ -418,6 +418,31 @@ class _Absent(Exception):
     """404: the object does not exist."""
 
 
+def single_send_session_class() -> type | None:
+    """aiobotocore's HTTP session with aiohttp's silent resend turned off, or ``None`` where
+    aiobotocore cannot take a session class.
+
+    aiohttp (3.11+) sends a PUT or DELETE a second time on its own when the connection
+    drops before the response. Conditional writes are not idempotent: the resend of a
+    write that landed fails its precondition, and the caller cannot tell it was its own
+    write, so an append would be repeated under a new id and an update applied twice. With
+    the resend off, every repeat goes through :meth:`S3Storage._call`, which knows the
+    outcome is ambiguous and checks whether the bytes it wrote are there.
+    """
+    try:
+        from aiobotocore.httpsession import AIOHTTPSession
+    except ImportError:  # pragma: no cover - another aiobotocore layout
+        return None
+
+    class SingleSendSession(AIOHTTPSession):  # type: ignore[misc]
+        async def _get_session(self, proxy_url: Any) -> Any:
+            session = await super()._get_session(proxy_url)
+            session._retry_connection = False
+            return session
+
+    return SingleSendSession if hasattr(AIOHTTPSession, "_get_session") else None
+
+
 def _is_botocore_error(exc: BaseException) -> bool:
     try:
         from botocore.exceptions import BotoCoreError

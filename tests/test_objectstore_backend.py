@@ -13,7 +13,7 @@ import assetry
 import pytest
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.objectstore import Layout, ObjectStoreBackend
-from assetry.backends.objectstore.backend import HINT_INTERVAL
+from assetry.backends.objectstore.backend import HINT_INTERVAL, TOKEN_HISTORY
 from assetry.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from assetry.testing import StateBackendConformance
 
@@ -396,6 +396,67 @@ def test_a_write_whose_answer_was_lost_is_not_reported_as_a_conflict(
     assert not lost
     assert [e.id for e in s3_backend.query_events(EventQuery("orders"))] == [1]
     assert s3_backend.store_set("orders", "k", "1", expected_version=None) == 1
+
+
+def _answer_lost_then(
+    backend: ObjectStoreBackend, land: bool, meanwhile: Callable[[], Any]
+) -> None:
+    """Make the backend's next store write lose its answer: it lands (or not), ``meanwhile``
+    runs (other writers), and the resend is refused as S3Storage reports it (ambiguous)."""
+    from assetry.backends.objectstore.storage import PreconditionFailed
+
+    real_put = backend.storage.put
+    armed = [True]
+
+    def put(key: str, data: bytes, **kwargs: Any) -> str:
+        if not (armed and key.startswith("store/")):
+            return real_put(key, data, **kwargs)
+        armed.pop()
+        if land:
+            real_put(key, data, **kwargs)
+        meanwhile()
+        refused = PreconditionFailed(key)
+        refused.ambiguous = True  # type: ignore[attr-defined]
+        raise refused
+
+    backend.storage.put = put  # type: ignore[method-assign]
+
+
+def test_a_write_whose_answer_was_lost_and_then_overwritten_counts_once() -> None:
+    url = _memory_url()
+    ours, theirs = ObjectStoreBackend(url), ObjectStoreBackend(url)
+    ours.register_asset("orders", "s3://data/orders")
+    ours.store_set("orders", "n", "1")
+    # ours lands as version 2; another writer reads it and writes version 3 on top
+    _answer_lost_then(ours, True, lambda: theirs.store_set("orders", "n", "3", expected_version=2))
+    assert ours.store_set("orders", "n", "2", expected_version=1) == 2
+    entry = theirs.store_get("orders", "n")
+    assert entry is not None and (entry.value, entry.version) == (3, 3)
+
+
+def test_a_write_whose_answer_was_lost_and_that_never_landed_is_a_conflict() -> None:
+    url = _memory_url()
+    ours, theirs = ObjectStoreBackend(url), ObjectStoreBackend(url)
+    ours.register_asset("orders", "s3://data/orders")
+    ours.store_set("orders", "n", "1")
+    _answer_lost_then(ours, False, lambda: theirs.store_set("orders", "n", "5", expected_version=1))
+    with pytest.raises(ConflictError, match="expected version 1, found version 2"):
+        ours.store_set("orders", "n", "2", expected_version=1)
+
+
+def test_a_lost_answer_beyond_the_entrys_history_is_an_unknown_outcome() -> None:
+    url = _memory_url()
+    ours, theirs = ObjectStoreBackend(url), ObjectStoreBackend(url)
+    ours.register_asset("orders", "s3://data/orders")
+    ours.store_set("orders", "n", "0")
+
+    def many_writes() -> None:
+        for _ in range(TOKEN_HISTORY):
+            theirs.store_set("orders", "n", "9")
+
+    _answer_lost_then(ours, True, many_writes)
+    with pytest.raises(BackendUnavailableError, match="too much since to tell"):
+        ours.store_set("orders", "n", "1", expected_version=1)
 
 
 # == configuration ================================================================================

@@ -66,6 +66,9 @@ HINT_INTERVAL: Final = 100
 #: Deleted events leave a tombstone (``{"id":N,"deleted":true}``, under 40 bytes) so their
 #: ids stay taken; every live event document is far larger, so listings tell them apart.
 TOMBSTONE_MAX_BYTES: Final = 64
+#: Write tokens a store entry keeps (its own and its predecessors'), so a writer whose
+#: answer was lost can tell whether its write landed after a few more writes went over it.
+TOKEN_HISTORY: Final = 8
 #: Events fetched per round when a query filters on more than the id.
 _FETCH_CHUNK: Final = 64
 
@@ -89,10 +92,12 @@ def _time(text: str | None) -> dt.datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class _Version:
-    """What this process last saw of an object: its ETag and the version inside it."""
+    """What this process last saw of an object: its ETag, the version inside it, and the
+    write tokens of that version and the ones before it (newest first)."""
 
     etag: str
     version: int
+    tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +273,8 @@ class ObjectStoreBackend(StateBackend):
             "long names hash to one key (SHA-256 collision) or the object was edited by hand"
         )
 
-    def _remember(self, key: str, etag: str, version: int) -> None:
-        self._versions.put(key, _Version(etag, version))
+    def _remember(self, key: str, etag: str, version: int, tokens: tuple[str, ...] = ()) -> None:
+        self._versions.put(key, _Version(etag, version, tokens))
 
     def _forget(self, key: str) -> None:
         self._versions.pop(key)
@@ -470,8 +475,14 @@ class ObjectStoreBackend(StateBackend):
 
     @staticmethod
     def _entry_doc(
-        asset: str, key: str, partition: str | None, version: int, value_json: str
+        asset: str,
+        key: str,
+        partition: str | None,
+        version: int,
+        value_json: str,
+        tokens: tuple[str, ...],
     ) -> bytes:
+        """An entry's document; ``tokens`` are this write's token and its predecessors'."""
         head = _dumps(
             {
                 "asset": asset,
@@ -479,24 +490,52 @@ class ObjectStoreBackend(StateBackend):
                 "partition": partition,
                 "version": version,
                 "updated_at": utcnow().isoformat(),
-                "w": _token(),
+                "w": tokens[0],
+                "h": list(tokens[1:TOKEN_HISTORY]),
             }
         )
         # the value is already canonical JSON: embed it as is, so the document stays readable
         return f'{head[:-1]},"value":{value_json}}}'.encode()
 
+    @staticmethod
+    def _tokens(doc: Mapping[str, Any]) -> tuple[str, ...]:
+        """The write tokens of an entry document, newest first."""
+        return (str(doc.get("w", "")), *(str(t) for t in doc.get("h") or ()))
+
+    def _landed(
+        self, asset: str, key: str, partition: str | None, path: str, token: str, version: int
+    ) -> bool:
+        """After a write whose answer was lost and whose resend was refused: whether the
+        write (``token``, making ``version``) is in the entry's history. Raises when the
+        history no longer reaches back to ``version``."""
+        blob = self.storage.get(path)
+        doc = self._parse(path, blob) if blob is not None else None
+        tokens = self._tokens(doc) if doc is not None else ()
+        if token in tokens:
+            return True
+        current = int(doc["version"]) if doc is not None else 0
+        if 0 <= current - version < len(tokens):
+            return False  # the history covers that version, and it was another writer's
+        raise BackendUnavailableError(
+            f"the write of asset {asset!r} key {key!r} in {self._display_url} lost its answer "
+            "and the entry has changed too much since to tell whether it was applied; read "
+            "the key again before retrying"
+        )
+
     def _read_entry(
         self, asset: str, key: str, partition: str | None, path: str
-    ) -> tuple[StoreEntry, str] | None:
+    ) -> tuple[StoreEntry, _Version] | None:
         blob = self.storage.get(path)
         if blob is None:
             self._forget(path)
             return None
-        entry = self._entry(path, self._parse(path, blob), asset)
+        doc = self._parse(path, blob)
+        entry = self._entry(path, doc, asset)
         if entry.key != key or entry.partition != partition:
             raise self._mismatch(path, "key", (partition, key), (entry.partition, entry.key))
-        self._remember(path, blob.etag, entry.version)
-        return entry, blob.etag
+        seen = _Version(blob.etag, entry.version, self._tokens(doc))
+        self._versions.put(path, seen)
+        return entry, seen
 
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
         found = self._read_entry(asset, key, partition, Layout.store_entry(asset, key, partition))
@@ -519,23 +558,29 @@ class ObjectStoreBackend(StateBackend):
         while True:
             attempt += 1
             if expected_version is None:
+                tokens = (_token(),)
                 try:
                     etag = self.storage.put(
                         path,
-                        self._entry_doc(asset, key, partition, 1, value_json),
+                        self._entry_doc(asset, key, partition, 1, value_json, tokens),
                         if_none_match=True,
                     )
-                except PreconditionFailed:
+                except PreconditionFailed as exc:
+                    if getattr(exc, "ambiguous", False) and self._landed(
+                        asset, key, partition, path, tokens[0], 1
+                    ):
+                        self._forget(path)
+                        return 1
                     found = self._read_entry(asset, key, partition, path)
                     if found is None:
                         continue  # deleted meanwhile: try again
                     raise version_conflict(asset, key, None, found[0].version) from None
-                self._remember(path, etag, 1)
+                self._remember(path, etag, 1, tokens)
                 return 1
             fresh = False
             if state is _UNKNOWN:
                 found = self._read_entry(asset, key, partition, path)
-                state = _Version(found[1], found[0].version) if found else None
+                state = found[1] if found else None
                 fresh = True
             if expected_version is not ANY_VERSION:
                 actual = state.version if state is not None else None
@@ -545,13 +590,19 @@ class ObjectStoreBackend(StateBackend):
                     state = _UNKNOWN  # what we remember disagrees: read before deciding
                     continue
             version = 1 if state is None else state.version + 1
-            data = self._entry_doc(asset, key, partition, version, value_json)
+            tokens = (_token(), *(state.tokens if state is not None else ()))[:TOKEN_HISTORY]
+            data = self._entry_doc(asset, key, partition, version, value_json, tokens)
             try:
                 if state is None:
                     etag = self.storage.put(path, data, if_none_match=True)
                 else:
                     etag = self.storage.put(path, data, if_match=state.etag)
-            except PreconditionFailed:
+            except PreconditionFailed as exc:
+                if getattr(exc, "ambiguous", False) and self._landed(
+                    asset, key, partition, path, tokens[0], version
+                ):
+                    self._forget(path)  # it landed, and others may have written since
+                    return version
                 # someone else wrote: read again and decide
                 state = _UNKNOWN
                 if time.monotonic() > deadline:
@@ -561,7 +612,7 @@ class ObjectStoreBackend(StateBackend):
                     ) from None
                 _pause(attempt)
                 continue
-            self._remember(path, etag, version)
+            self._remember(path, etag, version, tokens)
             return version
 
     def store_delete(
@@ -581,7 +632,7 @@ class ObjectStoreBackend(StateBackend):
             fresh = False
             if state is _UNKNOWN:
                 found = self._read_entry(asset, key, partition, path)
-                state = _Version(found[1], found[0].version) if found else None
+                state = found[1] if found else None
                 fresh = True
             if expected_version is not ANY_VERSION:
                 actual = state.version if state is not None else None
@@ -620,8 +671,9 @@ class ObjectStoreBackend(StateBackend):
         for path, blob in zip(keys, self.storage.get_many(keys), strict=True):
             if blob is None:
                 continue
-            entry = self._entry(path, self._parse(path, blob), asset)
-            self._remember(path, blob.etag, entry.version)
+            doc = self._parse(path, blob)
+            entry = self._entry(path, doc, asset)
+            self._remember(path, blob.etag, entry.version, self._tokens(doc))
             entries.append(entry)
         entries.sort(key=lambda e: e.key)
         return entries

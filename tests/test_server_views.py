@@ -91,6 +91,27 @@ def test_sign_in_never_redirects_off_the_view(client: TestClient, target: str) -
     assert response.headers["location"] == "/ui/"
 
 
+def test_sign_in_posted_from_another_site_is_refused(client: TestClient) -> None:
+    response = client.post(
+        "/ui/login",
+        content=f"token={ADMIN}&next=/ui/".encode(),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "origin": "https://evil.example",
+        },
+    )
+    assert response.status_code == 403 and "set-cookie" not in response.headers
+    same = client.post(
+        "/ui/login",
+        content=f"token={ADMIN}&next=/ui/".encode(),
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "origin": "http://testserver",
+        },
+    )
+    assert same.status_code == 303 and "set-cookie" in same.headers
+
+
 def test_sign_out_clears_the_cookie(client: TestClient) -> None:
     sign_in(client, ADMIN)
     response = client.post("/ui/logout")

@@ -349,7 +349,7 @@ class SecurityHeadersMiddleware:
                 present = {k.lower() for k, _ in headers}
                 extra = [
                     (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),  # and Origin stays real on forms
                     (b"x-frame-options", b"DENY"),
                     (b"cache-control", b"no-store"),
                 ]

@@ -17,7 +17,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -136,8 +136,25 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return _render(request, "login.html", next=_safe_next(next), message=None, principal=None)
 
 
+def _same_origin(request: Request) -> bool:
+    """A form posted from another site (login CSRF) names that site in ``Origin``."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
+    if not _same_origin(request):
+        return _render(
+            request,
+            "error.html",
+            status=403,
+            principal=None,
+            title="Sign in from this site",
+            message="The sign-in form was posted from another site; open this page and sign in here.",
+        )
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     token = form.get("token", "").strip()
     target = _safe_next(form.get("next"))

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .config import Connection, Settings, default_conn_id, load_settings
-from .errors import ConfigurationError
+from .config import active_settings, load_settings, resolve_connection, storage_options_for
 from .models import Asset
 from .uri import mask_url, normalize_uri, uri_scheme
 
@@ -27,62 +26,6 @@ __all__ = [
     "resolve_connection",
     "storage_options_for",
 ]
-
-
-def active_settings() -> Settings:
-    """The current instance's settings when one is current, else the configuration.
-
-    Unlike :func:`assetry.current_instance` this never creates an instance (and so never
-    creates the default state database) just to read connections.
-    """
-    from .instance import _current
-
-    instance = _current.get()
-    return instance.settings if instance is not None else load_settings()
-
-
-def resolve_connection(
-    scheme: str, conn_id: str | None, settings: Settings | None = None
-) -> Connection | None:
-    """The connection named ``conn_id``, or the scheme's default one if it is configured.
-
-    A named connection that is not configured is an error; a missing default connection is
-    not (the library's own credential chain, such as AWS environment variables, applies).
-    """
-    default = default_conn_id(scheme) if conn_id is None else None
-    if conn_id is None and default is None:
-        return None  # file://, memory://, ...: nothing to look up
-    settings = settings if settings is not None else active_settings()
-    if conn_id is not None:
-        conn = settings.connection(conn_id)
-        if conn is None:
-            env = f"ASSETRY_CONN_{conn_id.upper()}"
-            raise ConfigurationError(
-                f"connection {conn_id!r} is not configured; set {env} (a URI or a JSON object) "
-                "or add it under [tool.assetry.connections]"
-            )
-        return conn
-    assert default is not None
-    return settings.connection(default)
-
-
-def storage_options_for(
-    uri: str, conn_id: str | None = None, settings: Settings | None = None
-) -> dict[str, Any]:
-    """fsspec storage options for ``uri`` from its connection (credentials, endpoint)."""
-    scheme = uri_scheme(uri) or "file"
-    conn = resolve_connection(scheme, conn_id, settings)
-    if conn is None:
-        return {}
-    options = dict(conn.storage_options)
-    # an Airflow-style connection keeps the access key in login and the secret in password
-    if scheme in {"s3", "s3a"} and "key" not in options and conn.login:
-        options["key"] = conn.login
-        if conn.password:
-            options["secret"] = conn.password
-    options.pop("login", None)
-    options.pop("password", None)
-    return options
 
 
 def ObjectStoragePath(uri: str, conn_id: str | None = None, **storage_options: Any) -> UPath:

@@ -79,7 +79,7 @@ class ObjectStorageTrigger(Trigger):
     def _filesystem(self) -> tuple[Any, str]:
         from fsspec.core import url_to_fs
 
-        from .clients import storage_options_for
+        from .config import storage_options_for
 
         options = storage_options_for(self.prefix_uri, self.conn_id)
         fs, root = url_to_fs(self.prefix_uri, **options)

@@ -43,7 +43,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
-from assetry.clients import storage_options_for
+from assetry.config import storage_options_for
 from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
 from assetry.values import validate_partition_key

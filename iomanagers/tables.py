@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
-from assetry.clients import resolve_connection
+from assetry.config import resolve_connection
 from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
 from assetry.values import validate_partition_key

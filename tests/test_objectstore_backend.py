@@ -13,7 +13,7 @@ import assetry
 import pytest
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.objectstore import Layout, ObjectStoreBackend
-from assetry.backends.objectstore.backend import HINT_INTERVAL, TOKEN_HISTORY
+from assetry.backends.objectstore.backend import HINT_INTERVAL, TOKEN_HISTORY, _storage_options
 from assetry.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from assetry.testing import StateBackendConformance
 
@@ -563,3 +563,28 @@ def test_an_unreachable_endpoint_is_reported_unavailable_after_retries() -> None
         backend.get_asset("orders")
     assert "s3://bucket/state" in str(failure.value)
     assert "do-not-print" not in str(failure.value)
+
+
+def test_an_airflow_style_connection_login_and_password_become_the_s3_key_and_secret(
+    s3_url: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "ASSETRY_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "login": "airflow-style-key",
+                "password": "airflow-style-secret",
+                "endpoint_url": s3_server.endpoint_url,
+                "client_kwargs": {"region_name": "us-east-1"},
+            }
+        ),
+    )
+    options = _storage_options("s3", None, {})
+    assert (options["key"], options["secret"]) == ("airflow-style-key", "airflow-style-secret")
+    assert "login" not in options and "password" not in options
+    with ObjectStoreBackend(s3_url) as backend:
+        backend.register_asset("a", "a")
+        backend.store_set("a", "k", "1")
+        assert backend.store_get("a", "k").value == 1

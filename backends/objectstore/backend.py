@@ -32,7 +32,7 @@ from assetry.backend import (
     utcnow,
     version_conflict,
 )
-from assetry.config import default_conn_id, load_settings
+from assetry.config import storage_options_for
 from assetry.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -1230,18 +1230,8 @@ def _open(
 def _storage_options(
     scheme: str, conn_id: str | None, explicit: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The named connection's storage options overridden by explicit ones."""
-    options: dict[str, Any] = {}
-    cid = conn_id or default_conn_id(scheme)
-    if cid:
-        conn = load_settings().connection(cid)
-        if conn is None and conn_id is not None:
-            raise ConfigurationError(
-                f"connection {conn_id!r} is not configured; set ASSETRY_CONN_{conn_id.upper()} "
-                'to a JSON object of storage options (e.g. {"endpoint_url": ...}) or add it '
-                "under [tool.assetry.connections]"
-            )
-        if conn is not None:
-            options.update(conn.storage_options)
+    """The named (or the scheme's default) connection's storage options, overridden by
+    explicit ones."""
+    options = storage_options_for(f"{scheme}://", conn_id)
     options.update(explicit)
     return options

@@ -1,5 +1,5 @@
-"""``assetry serve``: refuses to start open to the world, and serves the configured
-instance when it has tokens."""
+"""``assetry serve``: refuses to start open to the world, serves the configured instance
+when it has tokens, and the command line works against a served instance."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from assetry import Instance
+from assetry import Asset, Instance
+from assetry.backends.memory import MemoryBackend
 from assetry.cli import main
 from click.testing import CliRunner
 
@@ -22,6 +23,9 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
 import httpx
+from assetry.server.app import create_app
+from assetry.server.auth import ApiToken
+from assetry.server.live import LiveServer
 
 TOKEN = secrets.token_urlsafe(24)
 
@@ -125,3 +129,25 @@ def test_serve_answers_with_the_configured_instance(clean_env: Path) -> None:
     # the state outlives the server: it is the configured SQLite file
     with Instance.from_url(f"sqlite:///{state}") as inst:
         assert inst.asset_store("orders").get("k") == 1
+
+
+def test_command_line_and_copy_work_against_a_remote_instance(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = Instance(backend=MemoryBackend())
+    served.record_events(Asset("orders", uri="s3://data/orders"), [{"i": i} for i in range(5)])
+    monkeypatch.setenv("ASSETRY_HTTP_TOKEN", TOKEN)
+    app = create_app(served, tokens=[ApiToken("ops", TOKEN, "write")])
+    runner = CliRunner()
+    with LiveServer(app) as live:
+        stored = runner.invoke(main, ["--url", live.url, "store", "set", "orders", "k", '"v"'])
+        assert stored.exit_code == 0, stored.output
+        listed = runner.invoke(main, ["--url", live.url, "--json", "events", "list", "orders"])
+        assert [e["id"] for e in json.loads(listed.output)] == [1, 2, 3, 4, 5]
+        local = clean_env / "copy.db"
+        copied = runner.invoke(main, ["copy", live.url, f"sqlite:///{local}"])
+        assert copied.exit_code == 0, copied.output
+    assert served.asset_store("orders").get("k") == "v"
+    with Instance.from_url(f"sqlite:///{local}") as copy:
+        assert [e.id for e in copy.events("orders")] == [1, 2, 3, 4, 5]
+        assert copy.asset_store("orders").get("k") == "v"

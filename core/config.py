@@ -292,14 +292,6 @@ def _pick_backend(
     A layer naming only a backend borrows a lower layer's URL when that URL is for the
     same backend, so ``ASSETRY_BACKEND=sql`` never pairs with a file's ``memory://`` URL.
     """
-    from .plugins import backend_for_url
-
-    def backend_of(candidate_url: Any) -> str | None:
-        try:
-            return backend_for_url(candidate_url) if isinstance(candidate_url, str) else None
-        except Exception:
-            return None
-
     for i, (backend_src, url_src, name, url) in enumerate(layers):
         if name is None and url is None:
             continue
@@ -309,12 +301,26 @@ def _pick_backend(
             sources["backend_url"] = url_src
         elif isinstance(name, str):
             for _, lower_url_src, lower_name, lower_url in layers[i + 1 :]:
-                if lower_url is not None and (lower_name or backend_of(lower_url)) == name:
+                if lower_url is not None and _backend_kind(lower_name, lower_url) == name:
                     url = lower_url
                     sources["backend_url"] = lower_url_src
                     break
         return name, url
     return None, None
+
+
+def _backend_kind(name: Any, url: Any) -> str | None:
+    """The backend a (name, URL) pair selects, or ``None`` when neither says."""
+    if isinstance(name, str):
+        return name
+    if isinstance(url, str):
+        from .plugins import backend_for_url
+
+        try:
+            return backend_for_url(url)
+        except Exception:
+            return None
+    return None
 
 
 def _parse_int(value: Any, what: str) -> int:
@@ -399,10 +405,19 @@ def load_settings(
     file_options = table.get("backend_options", {})
     if not isinstance(file_options, dict):
         raise ConfigurationError(f"backend_options in {file_path} must be a table")
-    if file_options:
+    chosen_kind = _backend_kind(chosen_backend, chosen_url)
+
+    def applies(layer_backend: Any, layer_url: Any) -> bool:
+        # options written for another backend than the one chosen are not passed to it
+        layer_kind = _backend_kind(layer_backend, layer_url)
+        return layer_kind is None or chosen_kind is None or layer_kind == chosen_kind
+
+    if file_options and applies(table.get("backend"), table.get("backend_url", table.get("url"))):
         backend_options.update(file_options)
         sources["backend_options"] = file_src
-    if env.get("ASSETRY_BACKEND_OPTIONS"):
+    if env.get("ASSETRY_BACKEND_OPTIONS") and applies(
+        env.get("ASSETRY_BACKEND") or None, env.get("ASSETRY_BACKEND_URL") or None
+    ):
         try:
             env_options = json.loads(env["ASSETRY_BACKEND_OPTIONS"])
         except json.JSONDecodeError:

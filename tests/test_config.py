@@ -549,3 +549,28 @@ def test_max_value_bytes_must_be_a_whole_number_in_files(project: Path, value: s
     _write_pyproject(project, f"[tool.assetry]\nmax_value_bytes = {value}\n")
     with pytest.raises(ConfigurationError, match="whole number"):
         load_settings(cwd=project)
+
+
+def test_file_backend_options_are_not_passed_to_a_backend_chosen_elsewhere(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pyproject(
+        project,
+        '[tool.assetry]\nbackend_url = "sqlite:///s.db"\n'
+        "[tool.assetry.backend_options]\nbusy_timeout = 60\n",
+    )
+    monkeypatch.setenv("ASSETRY_BACKEND_URL", "memory://x")
+    assert dict(load_settings(cwd=project).backend_options) == {}
+    monkeypatch.delenv("ASSETRY_BACKEND_URL")
+    assert dict(load_settings(cwd=project).backend_options) == {"busy_timeout": 60}
+
+
+def test_file_backend_options_apply_to_the_same_backend_chosen_elsewhere(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pyproject(
+        project,
+        '[tool.assetry]\nbackend = "sql"\n[tool.assetry.backend_options]\nbusy_timeout = 60\n',
+    )
+    monkeypatch.setenv("ASSETRY_BACKEND_URL", "sqlite:///other.db")
+    assert dict(load_settings(cwd=project).backend_options) == {"busy_timeout": 60}

@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "AssetInactiveError",
     "AssetNotFoundError",
+    "AssetTypeError",
+    "AssetValueError",
     "AssetryError",
     "BackendUnavailableError",
     "ConfigurationError",
@@ -35,6 +37,14 @@ class PluginError(AssetryError):
 
 class UnsupportedSchemeError(PluginError, ValueError):
     """No installed plugin serves a URI scheme."""
+
+
+class AssetValueError(AssetryError, ValueError):
+    """An asset, alias or group name, or an asset URI, is not acceptable."""
+
+
+class AssetTypeError(AssetryError, TypeError):
+    """An asset, name, URI or asset condition is of the wrong type."""
 
 
 class AssetNotFoundError(AssetryError, KeyError):

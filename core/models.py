@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import AssetTypeError, AssetValueError
 from .uri import MAX_URI_LENGTH, normalize_uri
 from .values import encode_extra
 
@@ -28,19 +29,22 @@ MAX_NAME_LENGTH = MAX_URI_LENGTH
 
 
 def validate_name(name: object, what: str = "an asset name") -> str:
-    """Return ``name`` if usable as an asset or alias name, else raise TypeError/ValueError."""
+    """Return ``name`` if usable as an asset or alias name, else raise
+    :class:`AssetTypeError` / :class:`AssetValueError` (a TypeError / ValueError)."""
     if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+        raise AssetTypeError(f"{what} must be a str, not {type(name).__name__}")
     if not name or not name.strip():
-        raise ValueError(f"{what} must not be empty")
+        raise AssetValueError(f"{what} must not be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+        raise AssetValueError(
+            f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError(f"{what} must not contain control characters: {name!r}")
+        raise AssetValueError(f"{what} must not contain control characters: {name!r}")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{what} must be valid unicode (no lone surrogates)") from None
+        raise AssetValueError(f"{what} must be valid unicode (no lone surrogates)") from None
     return name
 
 
@@ -63,10 +67,10 @@ class BaseAsset:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __rand__(self, other: object) -> AssetAll:
-        raise TypeError(f"cannot combine {type(other).__name__} with an asset using '&'")
+        raise AssetTypeError(f"cannot combine {type(other).__name__} with an asset using '&'")
 
     def __ror__(self, other: object) -> AssetAny:
-        raise TypeError(f"cannot combine {type(other).__name__} with an asset using '|'")
+        raise AssetTypeError(f"cannot combine {type(other).__name__} with an asset using '|'")
 
     def leaves(self) -> Iterator[BaseAsset]:
         """The assets, references and aliases this condition is made of."""
@@ -107,7 +111,7 @@ class Asset(BaseAsset):
         partition_column: str | None = None,
     ) -> None:
         if name is None and uri is None:
-            raise TypeError("Asset() needs a name or a uri (or both)")
+            raise AssetTypeError("Asset() needs a name or a uri (or both)")
         if name is not None:
             validate_name(name)
         if uri is not None:
@@ -121,13 +125,13 @@ class Asset(BaseAsset):
         if extra is None:
             extra = {}
         elif not isinstance(extra, Mapping):
-            raise TypeError(f"Asset extra must be a dict, not {type(extra).__name__}")
+            raise AssetTypeError(f"Asset extra must be a dict, not {type(extra).__name__}")
         else:
             encode_extra(extra)  # JSON only, checked now rather than at registration
         watchers = tuple(watchers)
         for watcher in watchers:
             if not isinstance(watcher, AssetWatcher):
-                raise TypeError(
+                raise AssetTypeError(
                     f"watchers must be AssetWatcher objects, got {type(watcher).__name__}"
                 )
         if partition_column is not None:
@@ -173,7 +177,7 @@ class Asset(BaseAsset):
         """A reference to an asset by name (``Asset.ref("example")``) or by URI, resolved
         when a task runs."""
         if (name is None) == (uri is None):
-            raise TypeError("Asset.ref() takes exactly one of name= or uri=")
+            raise AssetTypeError("Asset.ref() takes exactly one of name= or uri=")
         if name is not None:
             return AssetRef(name=validate_name(name))
         return AssetRef(uri=normalize_uri(uri))
@@ -206,7 +210,7 @@ class AssetRef(BaseAsset):
 
     def __init__(self, *, name: str | None = None, uri: str | None = None) -> None:
         if (name is None) == (uri is None):
-            raise TypeError("AssetRef takes exactly one of name= or uri=")
+            raise AssetTypeError("AssetRef takes exactly one of name= or uri=")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "uri", uri)
 
@@ -281,7 +285,7 @@ class AssetCondition(BaseAsset):
         flat: list[BaseAsset] = []
         for obj in objects:
             if not isinstance(obj, BaseAsset):
-                raise TypeError(
+                raise AssetTypeError(
                     f"{type(self).__name__} takes assets, references, aliases or conditions, "
                     f"not {type(obj).__name__}"
                 )
@@ -290,7 +294,7 @@ class AssetCondition(BaseAsset):
             else:
                 flat.append(obj)
         if not flat:
-            raise ValueError(f"{type(self).__name__} needs at least one operand")
+            raise AssetValueError(f"{type(self).__name__} needs at least one operand")
         object.__setattr__(self, "objects", tuple(flat))
 
     def __setattr__(self, key: str, value: object) -> None:
@@ -386,15 +390,15 @@ class Metadata:
 
     def __post_init__(self) -> None:
         if not isinstance(self.asset, Asset):
-            raise TypeError(f"Metadata needs an Asset, not {type(self.asset).__name__}")
+            raise AssetTypeError(f"Metadata needs an Asset, not {type(self.asset).__name__}")
         if self.alias is not None and not isinstance(self.alias, AssetAlias):
-            raise TypeError(
+            raise AssetTypeError(
                 f"Metadata alias must be an AssetAlias, not {type(self.alias).__name__}"
             )
         if self.extra is None:
             object.__setattr__(self, "extra", {})
         elif not isinstance(self.extra, Mapping):
-            raise TypeError(f"Metadata extra must be a dict, not {type(self.extra).__name__}")
+            raise AssetTypeError(f"Metadata extra must be a dict, not {type(self.extra).__name__}")
 
 
 class AssetWatcher:

@@ -6,6 +6,8 @@ import re
 import warnings
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from .errors import AssetTypeError, AssetValueError
+
 __all__ = ["MAX_URI_LENGTH", "RESERVED_SCHEMES", "mask_url", "normalize_uri", "uri_scheme"]
 
 MAX_URI_LENGTH = 1500
@@ -31,19 +33,22 @@ def normalize_uri(uri: object) -> str:
     The scheme is lower-cased, a password in the user-info is dropped (with a warning:
     secrets belong in connections), query parameters are sorted, the fragment and a
     trailing slash are removed. A URI without a scheme is kept as an opaque identifier
-    (Airflow accepts those too). Raises :class:`TypeError` for a non-string and
-    :class:`ValueError` for an empty, too long, control-character or reserved-scheme URI.
+    (Airflow accepts those too). Raises :class:`AssetTypeError` (a TypeError) for a
+    non-string and :class:`AssetValueError` (a ValueError) for an empty, too long,
+    control-character or reserved-scheme URI.
     """
     if not isinstance(uri, str):
-        raise TypeError(f"an asset URI must be a str, not {type(uri).__name__}")
+        raise AssetTypeError(f"an asset URI must be a str, not {type(uri).__name__}")
     if not uri or not uri.strip():
-        raise ValueError("an asset URI must not be empty")
+        raise AssetValueError("an asset URI must not be empty")
     if uri != uri.strip():
-        raise ValueError(f"an asset URI must not start or end with white space: {mask_url(uri)!r}")
+        raise AssetValueError(
+            f"an asset URI must not start or end with white space: {mask_url(uri)!r}"
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in uri):
-        raise ValueError("an asset URI must not contain control characters")
+        raise AssetValueError("an asset URI must not contain control characters")
     if len(uri) > MAX_URI_LENGTH:
-        raise ValueError(
+        raise AssetValueError(
             f"an asset URI must be at most {MAX_URI_LENGTH} characters, got {len(uri)}"
         )
 
@@ -51,18 +56,20 @@ def normalize_uri(uri: object) -> str:
     if not scheme:
         return _no_trailing_space(uri.rstrip("/") or uri, uri)
     if scheme in RESERVED_SCHEMES:
-        raise ValueError(f"the {scheme!r} URI scheme is reserved by assetry: {mask_url(uri)!r}")
+        raise AssetValueError(
+            f"the {scheme!r} URI scheme is reserved by assetry: {mask_url(uri)!r}"
+        )
 
     if not uri[len(scheme) + 1 :].startswith("//"):  # opaque: "urn:x:y", "mailto:a@b"
         rest = uri.split(":", 1)[1].split("#", 1)[0]
         if not rest:
-            raise ValueError(f"an asset URI needs something after its scheme: {uri!r}")
+            raise AssetValueError(f"an asset URI needs something after its scheme: {uri!r}")
         return _no_trailing_space(f"{scheme}:{rest}", uri)
 
     try:
         parts = urlsplit(uri)
     except ValueError as exc:  # e.g. an invalid IPv6 host
-        raise ValueError(f"invalid asset URI {mask_url(uri)!r}: {exc}") from None
+        raise AssetValueError(f"invalid asset URI {mask_url(uri)!r}: {exc}") from None
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
@@ -78,11 +85,13 @@ def normalize_uri(uri: object) -> str:
     try:
         port = parts.port  # validates the port
     except ValueError:
-        raise ValueError(f"invalid port in asset URI {mask_url(uri)!r}") from None
+        raise AssetValueError(f"invalid port in asset URI {mask_url(uri)!r}") from None
     del port
     host = netloc.rpartition("@")[2]
     if not host and not parts.path.strip("/"):
-        raise ValueError(f"an asset URI needs a location after '{scheme}://': {mask_url(uri)!r}")
+        raise AssetValueError(
+            f"an asset URI needs a location after '{scheme}://': {mask_url(uri)!r}"
+        )
     path = parts.path
     if len(path) > 1 or netloc:
         path = path.rstrip("/") or ("" if netloc else "/")
@@ -96,14 +105,14 @@ def normalize_uri(uri: object) -> str:
     try:
         urlsplit(normalized)  # the host must still parse once the password is gone
     except ValueError:
-        raise ValueError(f"invalid host in asset URI {mask_url(uri)!r}") from None
+        raise AssetValueError(f"invalid host in asset URI {mask_url(uri)!r}") from None
     return _no_trailing_space(normalized, uri)
 
 
 def _no_trailing_space(normalized: str, uri: str) -> str:
     """Reject a URI that would end in white space once its slash or fragment is dropped."""
     if normalized != normalized.rstrip():
-        raise ValueError(
+        raise AssetValueError(
             f"an asset URI must not end with white space before a '/' or '#': {mask_url(uri)!r}"
         )
     return normalized

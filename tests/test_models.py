@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import json
 import pickle
+from collections.abc import Callable
 
 import pytest
 from assetry import (
@@ -15,9 +16,13 @@ from assetry import (
     AssetAny,
     AssetEvent,
     AssetRef,
+    AssetryError,
+    AssetTypeError,
+    AssetValueError,
     AssetWatcher,
     BaseAsset,
     Metadata,
+    normalize_uri,
 )
 
 # -- Asset -----------------------------------------------------------------------------------
@@ -403,3 +408,27 @@ def test_asset_watcher_validates_its_name() -> None:
 def test_asset_extra_must_be_json_when_the_asset_is_declared() -> None:
     with pytest.raises(ValueError, match="NaN"):
         Asset("nan-extra", extra={"x": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: Asset(name=""), AssetValueError),
+        (lambda: Asset(name="a\x00b"), AssetValueError),
+        (lambda: Asset(name=5), AssetTypeError),  # type: ignore[arg-type]
+        (lambda: Asset(), AssetTypeError),
+        (lambda: Asset("a", uri="s3://"), AssetValueError),
+        (lambda: Asset("a", uri="x" * 1501), AssetValueError),
+        (lambda: Asset.ref(name="a", uri="s3://b/k"), AssetTypeError),
+        (lambda: AssetAlias(""), AssetValueError),
+        (lambda: normalize_uri(None), AssetTypeError),
+        (lambda: normalize_uri("assetry://x"), AssetValueError),
+    ],
+)
+def test_bad_asset_names_and_uris_raise_typed_assetry_errors(
+    build: Callable[[], object], error: type[Exception]
+) -> None:
+    with pytest.raises(error) as caught:
+        build()
+    assert isinstance(caught.value, AssetryError)
+    assert isinstance(caught.value, ValueError if error is AssetValueError else TypeError)

@@ -8,11 +8,13 @@ repr.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -493,12 +495,31 @@ def _parse_retention(raw: Any, source: str) -> RetentionPolicy | None:
     return RetentionPolicy.from_mapping(raw, f"retention (from {source})")
 
 
+_building: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(
+    "assetry_building_settings", default=None
+)
+
+
+@contextmanager
+def settings_scope(settings: Settings) -> Iterator[Settings]:
+    """Make ``settings`` what :func:`active_settings` returns while a backend is built, so
+    an ``Instance(settings=...)`` reaches the backend's connection lookups."""
+    token = _building.set(settings)
+    try:
+        yield settings
+    finally:
+        _building.reset(token)
+
+
 def active_settings() -> Settings:
-    """The current instance's settings when one is current, else the configuration.
+    """The settings being built with, else the current instance's, else the configuration.
 
     Unlike :func:`assetry.current_instance` this never creates an instance (and so never
     creates the default state database) just to read connections.
     """
+    building = _building.get()
+    if building is not None:
+        return building
     from .instance import _current
 
     instance = _current.get()

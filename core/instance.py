@@ -12,7 +12,7 @@ from typing import Any
 
 from . import plugins
 from .backend import AssetRecord, EventQuery, NewEvent, StateBackend
-from .config import Connection, Settings, load_settings
+from .config import Connection, Settings, load_settings, settings_scope
 from .errors import AssetNotFoundError, ConfigurationError, ConflictError, PluginError
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
@@ -420,7 +420,8 @@ def _build_backend(settings: Settings) -> StateBackend:
     if not (isinstance(cls, type) and issubclass(cls, StateBackend)):
         raise PluginError(f"the state backend plugin {name!r} is not a StateBackend subclass")
     try:
-        return cls(url=url, **dict(settings.backend_options))
+        with settings_scope(settings):
+            return cls(url=url, **dict(settings.backend_options))
     except TypeError as exc:
         raise ConfigurationError(
             f"state backend {name!r} rejected its options ({exc}); url={mask_url(url or '')!r}"

@@ -407,3 +407,23 @@ def test_latest_event_overall_and_per_partition(inst: Instance) -> None:
         "customers": 5,
     }
     assert list(inst.latest_events([CUSTOMERS])) == ["customers"]
+
+
+def test_connections_of_explicit_settings_reach_the_backend(
+    s3_bucket: str, s3_server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from assetry import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ASSETRY_CONN_AWS_DEFAULT", raising=False)
+    settings = load_settings(
+        backend="objectstore",
+        url=f"s3://{s3_bucket}/state",
+        environ={"ASSETRY_CONN_AWS_DEFAULT": json.dumps(s3_server.storage_options)},
+    )
+    with Instance(settings=settings) as inst:
+        store = inst.asset_store(Asset("explicit-settings"))
+        store.set("k", 1)
+        assert store.get("k") == 1

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from assetry.config import default_conn_id, load_settings
+from assetry.config import active_settings, default_conn_id
 from assetry.errors import BackendUnavailableError, ConfigurationError
 from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url
@@ -96,7 +96,7 @@ def _with_connection_credentials(url: sa.URL, backend: str, conn_id: str | None)
     if url.password is not None and conn_id is None:
         return url
     cid = conn_id or default_conn_id(backend)
-    connection = load_settings().connection(cid) if cid else None
+    connection = active_settings().connection(cid) if cid else None
     if connection is None:
         if conn_id is not None:
             raise ConfigurationError(

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
+from assetry import (
+    AssetHandle,
+    AssetNotFoundError,
+    BackendUnavailableError,
+    IOManager,
+    PluginError,
+)
 from assetry.config import resolve_connection
 from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
@@ -267,7 +273,10 @@ class IbisIOManager(IOManager):
         if conn is not None:
             if conn.password:
                 params["password"] = conn.password
-            params.update({k: v for k, v in conn.options.items() if k not in CONNECTION_KEYS})
+            # driver options: the JSON form's extra fields, or a URI form's query parameters
+            params.update(
+                {k: v for k, v in conn.storage_options.items() if k not in CONNECTION_KEYS}
+            )
         params = {k: v for k, v in params.items() if v is not None}
         hint = INSTALL_HINTS.get(loc.scheme.split("+", 1)[0]) or INSTALL_HINTS.get(loc.backend)
         hint = hint or f"pip install 'ibis-framework[{loc.backend}]'"
@@ -290,7 +299,7 @@ class IbisIOManager(IOManager):
                 ) from None
             except Exception as exc:
                 safe = {k: v for k, v in params.items() if k != "password"}
-                raise ConnectionError(
+                raise BackendUnavailableError(
                     f"cannot connect to {loc.backend} with {safe} "
                     f"(connection {conn.conn_id if conn else None!r}): {exc}"
                 ) from None

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 import pytest
-from assetry import Asset, DatabaseClient, load_settings, use_instance
+from assetry import Asset, BackendUnavailableError, DatabaseClient, load_settings, use_instance
 from assetry.iomanager import IOManagerDispatcher
 from assetry.iomanagers.tables import IbisIOManager, TableLocation, parse_table_uri
 from assetry.testing import IOManagerConformance
@@ -403,10 +403,26 @@ def test_password_comes_from_the_connection_never_the_uri(
     }
 
 
+def test_uri_form_connection_query_parameters_reach_the_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ibis
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(ibis.postgres, "connect", lambda **kw: seen.update(kw) or object())
+    environ = {
+        "ASSETRY_CONN_POSTGRES_DEFAULT": "postgresql://etl:s3cr3t@db.example:6543/x?sslmode=require"
+    }
+    manager = IbisIOManager(load_settings(backend="memory", environ=environ))
+    manager.open(Asset(uri="postgresql://db.example/warehouse/public/orders"))
+    assert seen["sslmode"] == "require"
+    assert (seen["user"], seen["password"], seen["port"]) == ("etl", "s3cr3t", 6543)
+
+
 def test_connection_failure_message_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {"ASSETRY_CONN_MYSQL_DEFAULT": json.dumps({"login": "u", "password": "s3cr3t"})}
     manager = IbisIOManager(load_settings(backend="memory", environ=environ))
-    with pytest.raises(ConnectionError) as info:
+    with pytest.raises(BackendUnavailableError) as info:
         manager.open(Asset(uri="mysql://127.0.0.1:1/db/t"))
     assert "s3cr3t" not in str(info.value)
     assert "'user': 'u'" in str(info.value)

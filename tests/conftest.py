@@ -152,3 +152,16 @@ def s3_server(_moto_server: S3Server) -> S3Server:
 def s3_bucket(s3_server: S3Server) -> str:
     """A fresh, empty bucket on the moto server."""
     return s3_server.make_bucket()
+
+
+@pytest.fixture(scope="session")
+def mysqlclient_url(mysql_url: str) -> str:
+    """The MariaDB URL, for tests that go through mysqlclient (ibis's MySQL driver)."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        service_missing(
+            "mysqlclient (ibis's MySQL driver)",
+            "not installed: apt-get install libmariadb-dev pkg-config && pip install -e '.[mysql]'",
+        )
+    return mysql_url

@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 import pytest
-from assetry import Asset, BackendUnavailableError, DatabaseClient, load_settings, use_instance
+from assetry import (
+    Asset,
+    AssetValueError,
+    BackendUnavailableError,
+    DatabaseClient,
+    ValidationError,
+    load_settings,
+    use_instance,
+)
 from assetry.iomanager import IOManagerDispatcher
 from assetry.iomanagers.tables import IbisIOManager, TableLocation, parse_table_uri
 from assetry.testing import IOManagerConformance
@@ -94,8 +102,10 @@ class TestPostgreSQL(IOManagerConformance):
 @pytest.mark.services
 class TestMariaDB(IOManagerConformance):
     @pytest.fixture
-    def asset_factory(self, mysql_url: str, server_tables):
-        return lambda **kw: server_tables(Asset(uri=_server_uri(mysql_url, "mysql", _name()), **kw))
+    def asset_factory(self, mysqlclient_url: str, server_tables):
+        return lambda **kw: server_tables(
+            Asset(uri=_server_uri(mysqlclient_url, "mysql", _name()), **kw)
+        )
 
 
 # -- URI grammar -----------------------------------------------------------------------------
@@ -194,6 +204,59 @@ def test_hostile_names_round_trip_on_postgres(pg_url: str, server_tables) -> Non
     with _dispatcher().connect(asset) as handle:
         handle.insert(data)
         assert handle.to_pyarrow().to_pylist() == data.to_pylist()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_percent_signs_in_names_are_not_taken_for_placeholders(
+    request: pytest.FixtureRequest, server: str, server_tables
+) -> None:
+    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysqlclient_url")
+    table = f"{_name()}%s%d%"
+    schema = "public" if server == "postgresql" else None
+    uri = _server_uri(url, server, table.replace("%", "%25"), schema)
+    asset = server_tables(Asset(uri=uri, partition_column="day"))
+    data = pa.table({"id%s": [1, 2], "day": ["d1", "d2"]})
+    dispatcher = _dispatcher()
+    with dispatcher.connect(asset) as handle:
+        assert handle.location.table == table
+        handle.overwrite(data)
+        handle.overwrite(data)  # DELETE then INSERT, both with parameters
+    with dispatcher.connect(asset, "d1") as handle:
+        handle.overwrite(pa.table({"id%s": [3]}))
+    with dispatcher.connect(asset) as handle:
+        back = handle.to_pyarrow().sort_by("id%s").to_pylist()
+    assert back == [{"id%s": 2, "day": "d2"}, {"id%s": 3, "day": "d1"}]
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (f"postgresql://h/db/public/{'t' * 64}", "64 bytes long and postgres keeps only 63"),
+        (f"mysql://h/db/{'t' * 65}", "65 characters long and mysql allows 64"),
+        ("mysql://h/db/orders%20", "cannot end with white space"),
+        ("mysql://h/db/orders%09", "cannot end with white space"),
+        ("mysql://h/db/%F0%9F%98%80", "beyond U\\+FFFF"),
+        ("duckdb:///w.duckdb/a%00b", "NUL"),
+        ("duckdb:///w.duckdb/\ud800/t", "surrogate"),
+    ],
+)
+def test_table_names_an_engine_cannot_hold_are_refused_with_a_typed_error(
+    uri: str, message: str
+) -> None:
+    with pytest.raises(AssetValueError, match=message):
+        parse_table_uri(uri)
+
+
+@pytest.mark.parametrize(("column", "message"), [("", "empty"), ("a\x00b", "NUL")])
+def test_column_names_an_engine_cannot_hold_are_refused_before_anything_is_written(
+    column: str, message: str
+) -> None:
+    asset = Asset(uri=f"duckdb:///:memory:/{_name()}")
+    with _dispatcher().connect(asset) as handle:
+        with pytest.raises(ValidationError, match=message):
+            handle.insert(pa.table({"id": [1], column: ["x"]}))
+        assert not handle.exists()
 
 
 # -- PostgreSQL bulk path --------------------------------------------------------------------
@@ -316,7 +379,7 @@ def test_partition_overwrite_is_one_transaction_on_file_databases(
 def test_partition_overwrite_is_one_transaction_on_servers(
     request: pytest.FixtureRequest, server_tables, server: str
 ) -> None:
-    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysql_url")
+    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysqlclient_url")
     schema = "public" if server == "postgresql" else None
     asset = server_tables(
         Asset(uri=_server_uri(url, server, _name(), schema), partition_column="part")
@@ -459,8 +522,8 @@ def test_database_client_yields_the_table_handle(tmp_path: Path) -> None:
 
 
 @pytest.mark.services
-def test_mariadb_stores_aware_timestamps_as_utc(mysql_url: str, server_tables) -> None:
-    asset = server_tables(Asset(uri=_server_uri(mysql_url, "mysql", _name())))
+def test_mariadb_stores_aware_timestamps_as_utc(mysqlclient_url: str, server_tables) -> None:
+    asset = server_tables(Asset(uri=_server_uri(mysqlclient_url, "mysql", _name())))
     moment = dt.datetime(2024, 6, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     with _dispatcher().connect(asset) as handle:
         handle.insert(pa.table({"ts": pa.array([moment], pa.timestamp("us", tz="UTC"))}))
@@ -516,6 +579,6 @@ def test_common_types_round_trip_on_file_databases(tmp_path: Path, backend: str)
 def test_common_types_round_trip_on_servers(
     request: pytest.FixtureRequest, server_tables, server: str
 ) -> None:
-    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysql_url")
+    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mysqlclient_url")
     schema = "public" if server == "postgresql" else None
     _assert_typed_round_trip(server_tables(Asset(uri=_server_uri(url, server, _name(), schema))))

@@ -324,7 +324,7 @@ def test_talk_object_storage_path(s3_inst: Instance, s3_server) -> None:
 
 
 @pytest.fixture
-def mysql_table(mysql_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mysql_table(mysqlclient_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh table name in the MariaDB database ``test``, dropped afterwards;
     ``mysql_default`` connects as root."""
     import pymysql

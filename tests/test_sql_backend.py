@@ -484,7 +484,7 @@ def test_server_down_longer_than_the_retry_timeout_is_unavailable(
         assert entry is not None and entry.value == "kept"
 
 
-def test_mysqlclient_driver_works_too(mysql_scratch: str) -> None:
+def test_mysqlclient_driver_works_too(mysql_scratch: str, mysqlclient_url: str) -> None:
     clear_database(mysql_scratch)
     url = sa.engine.make_url(mysql_scratch).set(drivername="mysql+mysqldb")
     with SQLBackend(url.render_as_string(hide_password=False)) as backend:

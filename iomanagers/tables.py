@@ -34,9 +34,11 @@ from urllib.parse import unquote, urlsplit
 from assetry import (
     AssetHandle,
     AssetNotFoundError,
+    AssetValueError,
     BackendUnavailableError,
     IOManager,
     PluginError,
+    ValidationError,
 )
 from assetry.config import resolve_connection
 from assetry.plugins import INSTALL_HINTS
@@ -100,14 +102,15 @@ def _segments(path: str) -> list[str]:
 
 
 def parse_table_uri(uri: str) -> TableLocation:
-    """Parse a table URI (see the module docstring); a clear ValueError when it is malformed."""
+    """Parse a table URI (see the module docstring); a clear :class:`AssetValueError` (a
+    ValueError) when it is malformed or names a table or schema the engine cannot hold."""
     scheme = uri_scheme(uri)
     base = scheme.split("+", 1)[0]
     backend = BACKEND_NAMES.get(base, base)
     parts = urlsplit(uri.split("?", 1)[0])
     if backend in FILE_BACKENDS:
         if parts.netloc:
-            raise ValueError(
+            raise AssetValueError(
                 f"{backend} URI {mask_url(uri)!r} names a host; a file database URI has three "
                 f"slashes for a relative path ({backend}:///warehouse{FILE_SUFFIXES[0] if backend == 'duckdb' else '.db'}/table) "
                 "or four for an absolute one"
@@ -121,33 +124,36 @@ def parse_table_uri(uri: str) -> TableLocation:
                 rest = [unquote(s) for s in segments[i + 1 :] if s]
                 break
         else:
-            raise ValueError(
+            raise AssetValueError(
                 f"{backend} URI {mask_url(uri)!r} names no database file: the path must contain "
                 f"a segment ending in {', '.join(FILE_SUFFIXES)} (or be :memory:), followed by "
                 "[schema/]table"
             )
         if database == MEMORY and backend != "duckdb":
-            raise ValueError(f"an in-memory database is only supported for duckdb, not {backend}")
+            raise AssetValueError(
+                f"an in-memory database is only supported for duckdb, not {backend}"
+            )
         if len(rest) not in (1, 2):
-            raise ValueError(
+            raise AssetValueError(
                 f"{backend} URI {mask_url(uri)!r} must name [schema/]table after the database "
                 f"file {database!r}"
             )
-        return TableLocation(
+        location = TableLocation(
             backend=backend,
             database=database,
             schema=rest[0] if len(rest) == 2 else None,
             table=rest[-1],
             scheme=scheme,
         )
+        return _checked_names(location, uri)
     segments = [s for s in _segments(parts.path) if s]
     max_segments = 2 if backend == "mysql" else 3
     if not parts.hostname or not 2 <= len(segments) <= max_segments:
         shape = "database/table" if backend == "mysql" else "database[/schema]/table"
-        raise ValueError(
+        raise AssetValueError(
             f"table URI {mask_url(uri)!r} must look like {scheme}://[user@]host[:port]/{shape}"
         )
-    return TableLocation(
+    location = TableLocation(
         backend=backend,
         host=parts.hostname,
         port=parts.port,
@@ -157,6 +163,48 @@ def parse_table_uri(uri: str) -> TableLocation:
         table=segments[-1],
         scheme=scheme,
     )
+    return _checked_names(location, uri)
+
+
+#: The longest name each server keeps whole: PostgreSQL cuts longer ones to 63 bytes
+#: without a word (two long names would then be one table), MySQL/MariaDB refuses them.
+MAX_NAME_BYTES = {"postgres": 63}
+MAX_NAME_CHARS = {"mysql": 64}
+
+
+def identifier_problem(name: str, backend: str) -> str | None:
+    """Why ``name`` cannot be a table, schema or column name on ``backend`` (None: it can).
+    Quotes, semicolons, ``%`` and the like are fine: names are always quoted."""
+    if not name:
+        return "it is empty"
+    if "\x00" in name:
+        return "it contains a NUL character"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid unicode (a lone surrogate)"
+    limit = MAX_NAME_BYTES.get(backend)
+    if limit is not None and size > limit:
+        return f"it is {size} bytes long and {backend} keeps only {limit}"
+    limit = MAX_NAME_CHARS.get(backend)
+    if limit is not None and len(name) > limit:
+        return f"it is {len(name)} characters long and {backend} allows {limit}"
+    if backend == "mysql" and name[-1] in " \t\n\r\x0b\x0c":
+        return "MySQL/MariaDB names cannot end with white space"
+    if backend == "mysql" and any(ord(c) > 0xFFFF for c in name):
+        return "MySQL/MariaDB names cannot hold characters beyond U+FFFF (such as emoji)"
+    return None
+
+
+def _checked_names(location: TableLocation, uri: str) -> TableLocation:
+    for what, name in (("table", location.table), ("schema", location.schema)):
+        problem = None if name is None else identifier_problem(name, location.backend)
+        if problem:
+            raise AssetValueError(
+                f"table URI {mask_url(uri)!r} names a {what} {name!r} that cannot be used: "
+                f"{problem}"
+            )
+    return location
 
 
 # -- the IO manager --------------------------------------------------------------------------
@@ -232,7 +280,7 @@ class IbisIOManager(IOManager):
         try:
             loc = self.locate(asset.uri)
         except ValueError as exc:
-            raise ValueError(f"asset {asset.name!r}: {exc}") from None
+            raise AssetValueError(f"asset {asset.name!r}: {exc}") from None
         backend = self._backend(loc, conn_id if self.redirect_to is None else None)
         return TableHandle(self, asset, partition, loc, backend)
 
@@ -413,7 +461,7 @@ class TableHandle(AssetHandle):
         values = pc.cast(table.column(col), pa.string())
         wrong = pc.sum(pc.fill_null(pc.not_equal(values, self.partition), True)).as_py()
         if wrong:
-            raise ValueError(
+            raise ValidationError(
                 f"asset {self.asset.name!r}: writing partition {self.partition!r} but "
                 f"{wrong} row(s) have another value in column {col!r}"
             )
@@ -471,24 +519,36 @@ class TableHandle(AssetHandle):
             cur.close()
 
     def _delete_sql(self, placeholder: str) -> str:
+        """The DELETE of this handle's scope with ``placeholder`` for the partition; for the
+        ``%s`` drivers every other ``%`` (in a quoted name) is doubled, so a name such as
+        ``t%s`` is not taken for a placeholder."""
         import sqlglot as sg
         import sqlglot.expressions as sge
 
+        marker = f"__assetry_{uuid.uuid4().hex}__"
         stmt = sge.delete(sg.table(self.location.table, db=self.location.schema, quoted=True))
         if self.partition is not None:
             assert self.partition_column is not None
-            stmt = stmt.where(
-                sg.column(self.partition_column, quoted=True).eq(sge.var(placeholder))
-            )
-        return stmt.sql(self.dialect)
+            stmt = stmt.where(sg.column(self.partition_column, quoted=True).eq(sge.var(marker)))
+        sql = stmt.sql(self.dialect)
+        if placeholder == "%s":
+            sql = sql.replace("%", "%%")
+        return sql.replace(marker, placeholder)
 
     def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
         data = self._prepare(data)
+        for name in data.schema.names:
+            problem = identifier_problem(name, self.location.backend)
+            if problem:
+                raise ValidationError(
+                    f"asset {self.asset.name!r}: column {name!r} cannot be stored in "
+                    f"{self.location.describe()}: {problem}; rename it"
+                )
         with self._backend.lock:
             columns = self._ensure_table(data.schema)
             extra = [c for c in data.schema.names if c not in columns]
             if extra:
-                raise ValueError(
+                raise ValidationError(
                     f"asset {self.asset.name!r}: the table {self.location.describe()} has no "
                     f"column(s) {', '.join(extra)} (it has {', '.join(columns)}); overwrite "
                     "cannot change a table's columns, drop the table to start over"
@@ -581,9 +641,9 @@ class TableHandle(AssetHandle):
     def _write_mysql(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
         raw = self.con.con
         names = list(data.schema.names)
+        target = f"{self.qualified_name} ({', '.join(self._ident(n) for n in names)})"
         insert = (
-            f"INSERT INTO {self.qualified_name} ({', '.join(self._ident(n) for n in names)}) "
-            f"VALUES ({', '.join('%s' for _ in names)})"
+            f"INSERT INTO {target.replace('%', '%%')} VALUES ({', '.join('%s' for _ in names)})"
         )
         rows = 0
         cur = raw.cursor()

@@ -47,6 +47,10 @@ def normalize_uri(uri: object) -> str:
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in uri):
         raise AssetValueError("an asset URI must not contain control characters")
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AssetValueError("an asset URI must be valid unicode (no lone surrogates)") from None
     if len(uri) > MAX_URI_LENGTH:
         raise AssetValueError(
             f"an asset URI must be at most {MAX_URI_LENGTH} characters, got {len(uri)}"

@@ -82,6 +82,8 @@ INVALID: list[tuple[object, type[Exception], str]] = [
     ("s3://b/k\x00", ValueError, "control"),
     ("s3://b/k\nx", ValueError, "control"),
     ("s3://b/\x7f", ValueError, "control"),
+    ("s3://b/\ud800", ValueError, "surrogate"),
+    ("\udfffname", ValueError, "surrogate"),
     ("http://h:99999/x", ValueError, "port"),
     ("http://h:abc/x", ValueError, "port"),
     ("s3://", ValueError, "location"),

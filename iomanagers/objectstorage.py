@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from assetry import AssetHandle, AssetNotFoundError, IOManager, PluginError
+from assetry import AssetHandle, AssetNotFoundError, AssetValueError, IOManager, PluginError
 from assetry.config import storage_options_for
 from assetry.plugins import INSTALL_HINTS
 from assetry.uri import mask_url, uri_scheme
@@ -143,6 +143,11 @@ class ObjectStorageIOManager(IOManager):
         target = uri.split("?", 1)[0].split("#", 1)[0]
         if self.redirect_to is not None:
             scheme, _, rest = target.partition("://")
+            if any(segment in (".", "..") for segment in rest.split("/")):
+                raise AssetValueError(
+                    f"asset URI {mask_url(uri)!r} has a '.' or '..' segment, which would lead "
+                    f"out of the redirect root {self.redirect_to!r}; remove it"
+                )
             target = f"{self.redirect_to}/{scheme}/{rest.lstrip('/')}"
             options: dict[str, Any] = {}
         else:

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from assetry import Asset, ConfigurationError, ObjectStoragePath, load_settings
+from assetry import Asset, AssetValueError, ConfigurationError, ObjectStoragePath, load_settings
 from assetry.iomanager import IOManagerDispatcher
 from assetry.iomanagers.objectstorage import (
     CONTROL_DIR,
@@ -482,3 +482,14 @@ def test_dataset_file_on_disk_count_grows_by_one_part_per_insert(tmp_path: Path)
             handle.insert(pd.DataFrame({"id": [i]}))
     assert len(_hidden_or_data(tmp_path / "d")) == 3
     assert all(name.endswith(".parquet") for name in os.listdir(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("path", ["../../../escaped", "a/../../../../escaped.parquet", "./x"])
+def test_a_uri_cannot_leave_the_redirect_root_through_dot_segments(
+    tmp_path: Path, path: str
+) -> None:
+    root = tmp_path / "sandbox" / "root"
+    manager = ObjectStorageIOManager(redirect_to=f"file://{root}")
+    with pytest.raises(AssetValueError, match="out of the redirect root"):
+        manager.open(Asset("escape", uri=f"s3://bucket/{path}"))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

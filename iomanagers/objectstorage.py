@@ -179,11 +179,14 @@ class ObjectStorageIOManager(IOManager):
         if partition is not None:
             validate_partition_key(partition)
         loc = self.location(asset.uri, conn_id)
+        if loc.kind == "local":
+            for component in loc.path.split("/"):
+                _check_local_name(asset, component)
         name = loc.path.rstrip("/").rsplit("/", 1)[-1]
         suffix = os.path.splitext(name)[1].lower()
         if suffix and suffix not in FORMATS and not loc.fs.isdir(loc.path):
             known = ", ".join(sorted(FORMATS))
-            raise ValueError(
+            raise AssetValueError(
                 f"asset {asset.name!r}: cannot tell the format of {mask_url(asset.uri)!r} from its "
                 f"suffix {suffix!r}; use one of {known}, or no suffix for a parquet dataset folder"
             )
@@ -191,7 +194,7 @@ class ObjectStorageIOManager(IOManager):
         if is_dataset:
             return DatasetHandle(self, asset, partition, loc)
         if partition is not None:
-            raise ValueError(
+            raise AssetValueError(
                 f"asset {asset.name!r} is the single file {mask_url(asset.uri)!r}, which has no "
                 "partitions; give the asset a folder URI (no suffix) to write partitions"
             )
@@ -277,6 +280,21 @@ def _locked(loc: Location, path: str, *, exclusive: bool) -> Iterator[None]:
 
 
 # -- publishing ------------------------------------------------------------------------------
+
+
+#: The longest file or folder name a local disk takes (255 bytes on ext4, APFS, NTFS), less
+#: the ``.tmp`` suffix a file is staged under.
+MAX_LOCAL_NAME_BYTES = 255 - len(".tmp")
+
+
+def _check_local_name(asset: Asset, name: str) -> None:
+    """Refuse a path component a local disk cannot hold, before anything is written."""
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_LOCAL_NAME_BYTES:
+        raise AssetValueError(
+            f"asset {asset.name!r}: the path component {name[:40]!r}... is {size} bytes long; a "
+            f"local file or folder name can be at most {MAX_LOCAL_NAME_BYTES} bytes here"
+        )
 
 
 def _new_id() -> str:
@@ -776,6 +794,8 @@ class DatasetHandle(ObjectStorageHandle):
     ) -> None:
         super().__init__(manager, asset, partition, loc)
         self.partition_column = asset.partition_column or DEFAULT_PARTITION_COLUMN
+        if partition is not None and loc.kind == "local":
+            _check_local_name(asset, self._segment(partition))
 
     # -- layout ------------------------------------------------------------------------------
 

@@ -493,3 +493,12 @@ def test_a_uri_cannot_leave_the_redirect_root_through_dot_segments(
     with pytest.raises(AssetValueError, match="out of the redirect root"):
         manager.open(Asset("escape", uri=f"s3://bucket/{path}"))
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_local_names_too_long_for_the_disk_are_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(AssetValueError, match="at most 251 bytes"):
+        _dispatcher().open(Asset("long", uri=f"file://{tmp_path}/{'n' * 252}.parquet"))
+    folder = Asset("folder", uri=f"file://{tmp_path}/data", partition_column="day")
+    with pytest.raises(AssetValueError, match="at most 251 bytes"):
+        _dispatcher().open(folder, "é" * 60)  # "day=" and 60 x "%C3%A9": 364 bytes
+    assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,7 @@ from assetry import Asset, Instance
 from assetry.backend import Capabilities
 from assetry.backends.memory import MemoryBackend
 from assetry.config import load_settings
-from assetry.errors import BackendUnavailableError, ConfigurationError
+from assetry.errors import BackendUnavailableError, ConfigurationError, SchemaVersionError
 from assetry.server.app import create_app
 from assetry.server.auth import ApiToken, Authenticator, load_server_settings, parse_tokens
 from assetry.server.live import LiveServer
@@ -442,7 +442,9 @@ def test_scoped_token_sees_backend_family_through_its_scope(
     )
     assert_error(call("sweep"), 403, "forbidden")
     instance.backend.set_cursors("c", {"customers": 4, "orders": 2})
+    instance.backend.set_cursors("crm-only", {"customers": 1})
     assert call("get_cursors", consumer="c").json() == {"cursors": {"orders": 2}}
+    assert call("list_consumers").json() == {"names": ["c"]}
     assert instance.asset_store("customers").get("k") == 1
     assert instance.backend.get_asset("customers").active  # type: ignore[union-attr]
 
@@ -930,16 +932,34 @@ class _OldSchemaBackend(MemoryBackend):
         return {"current": "0001", "head": "0002"}
 
 
+class _RaisesOldSchemaBackend(MemoryBackend):
+    def get_asset(self, name: str) -> Any:
+        raise SchemaVersionError("the database is at revision 0001; run assetry db upgrade")
+
+
 @pytest.mark.parametrize(
     ("backend", "words"),
-    [(_BrokenBackend(), "does not answer"), (_OldSchemaBackend(), "assetry db upgrade")],
-    ids=["unreachable", "old-schema"],
+    [
+        (_BrokenBackend(), "does not answer"),
+        (_OldSchemaBackend(), "assetry db upgrade"),
+        (_RaisesOldSchemaBackend(), "assetry db upgrade"),
+    ],
+    ids=["unreachable", "old-schema", "old-schema-raised"],
 )
 def test_readiness_is_503_when_the_backend_is_not_ready(backend: Any, words: str) -> None:
     client = TestClient(create_app(Instance(backend=backend), tokens=TOKENS))
     response = client.get("/api/v1/ready")
     error = assert_error(response, 503, "backend_unavailable")
     assert words in error["message"] and "postgresql" not in response.text
+
+
+def test_readiness_of_a_new_sql_database_is_ready_on_the_first_probe(tmp_path: Any) -> None:
+    inst = Instance.from_url(f"sqlite:///{tmp_path}/new.db")
+    try:
+        client = TestClient(create_app(inst, tokens=TOKENS))
+        assert client.get("/api/v1/ready").json() == {"status": "ready"}
+    finally:
+        inst.close()
 
 
 def test_openapi_documents_bearer_auth_and_error_bodies(client: TestClient) -> None:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import AssetryError
+from ..errors import AssetryError, SchemaVersionError
 from ..instance import Instance
 from .auth import Access, ApiToken, Authenticator, load_server_settings
 from .protocol import ApiError, classify, error_body
@@ -217,8 +217,15 @@ def _add_health_routes(app: FastAPI) -> None:
     def ready(request: Request) -> Any:
         backend = request.app.state.instance.backend
         try:
+            backend.get_asset("assetry-readiness-probe")  # first use creates a new schema
             status = backend.schema_status()
-            backend.get_asset("assetry-readiness-probe")
+        except SchemaVersionError:
+            return _json_error(
+                503,
+                "backend_unavailable",
+                "the state backend's schema is not at this version's revision; "
+                "run 'assetry db upgrade'",
+            )
         except Exception as exc:
             log.warning("readiness probe failed: %s: %s", type(exc).__name__, exc)
             return _json_error(

@@ -619,7 +619,15 @@ def set_cursors(body: SetCursorsIn, scope: WriteScope) -> Any:
     "/list_consumers", summary="list_consumers()", response_model=NamesOut, responses=errors()
 )
 def list_consumers(scope: ReadScope) -> Any:
-    return ok({"names": scope.backend.list_consumers()})
+    names = scope.backend.list_consumers()
+    if not scope.principal.unscoped:
+        # a scoped token sees a consumer only through its cursors on readable assets
+        names = [
+            name
+            for name in names
+            if any(scope.readable(asset) for asset in scope.backend.get_cursors(name))
+        ]
+    return ok({"names": names})
 
 
 # -- maintenance and batches

@@ -405,10 +405,27 @@ class TableHandle(AssetHandle):
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _not_in_catalog(self) -> bool:
+        """Whether DuckDB's catalog lacks the table. DuckDB answers a query on a missing
+        table by reading a file of that name ("replacement scan"), so a table called
+        ``/etc/hosts.csv`` would serve that file: ask the catalog before ibis asks DuckDB."""
+        if self.location.backend != "duckdb":
+            return False
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE lower(table_name) = "
+                "lower(?) AND lower(table_schema) = lower(coalesce(?, current_schema()))",
+                [self.location.table, self.location.schema],
+            )
+            row = cur.fetchone()
+        return not row or row[0] == 0
+
     def _table(self) -> ir.Table:
         from ibis.common.exceptions import TableNotFound
 
         try:
+            if self._not_in_catalog():
+                raise TableNotFound(self.location.table)
             return self.con.table(self.location.table, database=self.location.schema)
         except TableNotFound:
             raise AssetNotFoundError(
@@ -471,6 +488,8 @@ class TableHandle(AssetHandle):
         """The table's columns, or None if it does not exist."""
         from ibis.common.exceptions import TableNotFound
 
+        if self._not_in_catalog():
+            return None
         try:
             return list(
                 self.con.get_schema(self.location.table, database=self.location.schema).names

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from assetry import (
     Asset,
+    AssetNotFoundError,
     AssetValueError,
     BackendUnavailableError,
     DatabaseClient,
@@ -257,6 +258,20 @@ def test_column_names_an_engine_cannot_hold_are_refused_before_anything_is_writt
         with pytest.raises(ValidationError, match=message):
             handle.insert(pa.table({"id": [1], column: ["x"]}))
         assert not handle.exists()
+
+
+def test_a_duckdb_table_named_like_a_file_never_reads_the_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("user,password\nroot,hunter2\n")
+    asset = Asset(uri=f"duckdb:///:memory:/{str(secret).replace('/', '%2F')}")
+    with _dispatcher().connect(asset) as handle:
+        assert handle.location.table == str(secret)
+        assert not handle.exists()
+        with pytest.raises(AssetNotFoundError):
+            handle.to_pyarrow()
+        handle.overwrite(pa.table({"id": [1]}))  # a table of that name, not the file
+        assert handle.to_pyarrow().to_pylist() == [{"id": 1}]
+    assert secret.read_text() == "user,password\nroot,hunter2\n"
 
 
 # -- PostgreSQL bulk path --------------------------------------------------------------------

@@ -1,0 +1,341 @@
+"""What the stress suites share: sizes, the backends under test, running workers, and the
+figures the reliability report is built from (the fixtures are in :mod:`stress_fixtures`).
+
+Sizes are small by default (the whole suite
+runs in a few minutes on two cores); ``--run-slow`` selects the larger sizes, and
+``ASSETRY_STRESS_SCALE`` multiplies either. ``ASSETRY_STRESS_FIGURES=<path>`` writes every
+figure the tests recorded to ``<path>`` as JSON when the session ends
+(``benchmarks/reliability_report.py`` does that and renders ``docs/reliability.md``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIGURES_ENV = "ASSETRY_STRESS_FIGURES"
+SCALE_ENV = "ASSETRY_STRESS_SCALE"
+
+#: Every backend the suites run on: memory (threads), the rest by processes.
+BACKENDS = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file")
+#: Backends that several processes share.
+PROCESS_BACKENDS = BACKENDS[1:]
+#: Backends with transactions (atomic batches).
+TRANSACTIONAL_BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The default or the larger (``--run-slow``) size of each knob, times the env scale."""
+
+    slow: bool
+    factor: float
+
+    def pick(self, quick: int, large: int) -> int:
+        return max(1, round((large if self.slow else quick) * self.factor))
+
+
+def examples(sizes: Sizes, quick: int, large: int) -> Any:
+    """Hypothesis settings for a hostile-input test at this size."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=sizes.pick(quick, large),
+        deadline=None,
+        derandomize=False,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+# -- figures for the report ---------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """One measured run: what load a backend held, the faults it survived, the hostile
+    inputs it was given, and what was lost (the goal: nothing)."""
+
+    test: str
+    backend: str
+    kind: str  # concurrency | faults | hostile | secrets
+    writers: int = 0
+    operations: int = 0
+    faults: int = 0
+    hostile_inputs: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    seconds: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+FIGURES: list[Figure] = []
+
+
+class Recorder:
+    """Records this test's figures (see :class:`Figure`)."""
+
+    def __init__(self, test: str, slow: bool) -> None:
+        self.test = test
+        self.slow = slow
+        self.started = time.monotonic()
+
+    def record(self, backend: str, kind: str, **values: Any) -> Figure:
+        values.setdefault("seconds", round(time.monotonic() - self.started, 2))
+        figure = Figure(test=self.test, backend=backend, kind=kind, **values)
+        FIGURES.append(figure)
+        return figure
+
+
+# -- the backends under test ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendCase:
+    """A fresh, empty state of one backend: its URL and options (picklable, so a worker
+    process builds its own backend from it)."""
+
+    kind: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Whether workers are processes (threads for the in-process memory backend).
+    processes: bool = True
+    #: For killing the test's own server connections: the PostgreSQL application_name or
+    #: the MariaDB database name.
+    server_tag: str | None = None
+
+    def instance(self, **extra: Any) -> Any:
+        import assetry
+
+        return assetry.Instance(url=self.url, **{**self.options, **extra})
+
+    def backend(self, **extra: Any) -> Any:
+        return self.instance(**extra).backend
+
+
+def _scratch(request: pytest.FixtureRequest, fixture: str, what: str) -> Iterator[str]:
+    import sqlalchemy as sa
+    from assetry.backends.sql.testing import scratch_database
+    from conftest import service_missing
+
+    server = request.getfixturevalue(fixture)
+    try:
+        with scratch_database(server, prefix="assetry_stress") as url:
+            yield url
+    except sa.exc.OperationalError as exc:
+        service_missing(what, str(exc.orig).strip())
+
+
+def make_case(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendCase]:
+    """Yield a fresh state of backend ``kind`` and clean it up afterwards."""
+    tag = f"stress_{uuid.uuid4().hex[:10]}"
+    if kind == "memory":
+        from assetry.backends.memory import MemoryBackend
+
+        yield BackendCase(kind, f"memory://{tag}", processes=False)
+        with MemoryBackend._shared_lock:
+            MemoryBackend._shared.pop(tag, None)
+    elif kind == "sqlite":
+        yield BackendCase(kind, f"sqlite:///{tmp_path / 'state.db'}")
+    elif kind == "postgresql":
+        import sqlalchemy as sa
+
+        for url in _scratch(request, "pg_url", "PostgreSQL"):
+            tagged = sa.engine.make_url(url).update_query_dict({"application_name": tag})
+            yield BackendCase(kind, tagged.render_as_string(hide_password=False), server_tag=tag)
+    elif kind == "mariadb":
+        import sqlalchemy as sa
+
+        for url in _scratch(request, "mysql_url", "MariaDB"):
+            yield BackendCase(kind, url, server_tag=sa.engine.make_url(url).database)
+    elif kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        bucket = server.make_bucket()
+        yield BackendCase(kind, f"s3://{bucket}/state", {"storage_options": server.storage_options})
+    elif kind == "file":
+        yield BackendCase(kind, f"file://{tmp_path / 'state'}")
+    else:  # pragma: no cover - a typo in a parametrisation
+        raise ValueError(f"unknown backend kind {kind!r}")
+
+
+# -- running workers -----------------------------------------------------------------------------
+
+
+def mp_context() -> Any:
+    """Processes start from a clean forkserver with assetry preloaded (nothing inherited)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["sqlalchemy", "assetry", "assetry.runtime", "stress_workers"])
+    return context
+
+
+class WorkerFailed(AssertionError):
+    """A worker raised; its traceback is the message."""
+
+
+def _process_main(target: Callable[..., Any], queue: Any, index: int, args: tuple) -> None:
+    try:
+        queue.put((index, True, target(*args)))
+    except BaseException:
+        queue.put((index, False, traceback.format_exc()))
+
+
+def run_workers(
+    case: BackendCase,
+    target: Callable[..., Any],
+    arg_sets: Sequence[tuple[Any, ...]],
+    *,
+    timeout: float = 240.0,
+) -> list[Any]:
+    """Run ``target(start, *args)`` once per args tuple, in processes (or threads for the
+    memory backend), released together by the barrier ``start``; return their results in
+    order. A worker that raises fails the test with its traceback."""
+    count = len(arg_sets)
+    results: dict[int, Any] = {}
+    if not case.processes:
+        barrier = threading.Barrier(count)
+        errors: list[str] = []
+
+        def run(index: int, args: tuple[Any, ...]) -> None:
+            try:
+                results[index] = target(barrier, *args)
+            except BaseException:
+                errors.append(traceback.format_exc())
+                barrier.abort()
+
+        threads = [
+            threading.Thread(target=run, args=(i, a), daemon=True) for i, a in enumerate(arg_sets)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout)
+        if errors:
+            raise WorkerFailed(errors[0])
+        if len(results) < count:
+            raise WorkerFailed(f"{count - len(results)} worker thread(s) did not finish")
+        return [results[i] for i in range(count)]
+
+    context = mp_context()
+    barrier = context.Barrier(count)
+    queue = context.Queue()
+    processes = [
+        context.Process(target=_process_main, args=(target, queue, i, (barrier, *a)), daemon=True)
+        for i, a in enumerate(arg_sets)
+    ]
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < count:
+            import queue as queue_module
+
+            try:
+                index, ok, value = queue.get(timeout=max(0.5, deadline - time.monotonic()))
+            except queue_module.Empty:
+                codes = [p.exitcode for p in processes]
+                raise WorkerFailed(f"workers did not finish in {timeout:.0f}s: {codes}") from None
+            if not ok:
+                raise WorkerFailed(f"worker {index} failed:\n{value}")
+            results[index] = value
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    return [results[i] for i in range(count)]
+
+
+# -- looking at storage directly -------------------------------------------------------------------
+
+
+def all_object_keys(case: BackendCase) -> list[str]:
+    """Every object key in the bucket (s3) or every file path under the state folder's
+    parent (file), to prove nothing was written outside the backend's prefix."""
+    if case.kind == "s3":
+        import boto3
+
+        options = case.options["storage_options"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=options["endpoint_url"],
+            aws_access_key_id=options["key"],
+            aws_secret_access_key=options["secret"],
+            region_name="us-east-1",
+        )
+        bucket = case.url.split("://", 1)[1].split("/", 1)[0]
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys
+    if case.kind == "file":
+        root = Path(case.url.split("://", 1)[1])
+        return [str(p) for p in root.parent.rglob("*") if p.is_file()]
+    raise ValueError(f"{case.kind} has no objects to list")
+
+
+def prefix_of(case: BackendCase) -> str:
+    """The key prefix (s3) or folder (file) everything of the backend must stay under."""
+    if case.kind == "s3":
+        return case.url.split("://", 1)[1].split("/", 1)[1] + "/"
+    return case.url.split("://", 1)[1] + "/"
+
+
+def kill_server_connections(case: BackendCase) -> int:
+    """End the server-side sessions of this test's connections, as a server restart would
+    (only this test's: the servers are shared). Return how many were ended."""
+    import sqlalchemy as sa
+    from assetry.backends.sql.engine import resolve_url
+
+    url = resolve_url(case.url)
+    if case.kind == "postgresql":
+        url = url.set(query={})
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %(tag)s AND pid <> pg_backend_pid()",
+                    {"tag": case.server_tag},
+                ).fetchall()
+        finally:
+            engine.dispose()
+        return sum(1 for (ended,) in rows if ended)
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    killed = 0
+    try:
+        with engine.connect() as conn:
+            ids = conn.exec_driver_sql(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> "
+                "CONNECTION_ID() AND command <> 'Killed'",
+                (case.server_tag,),
+            ).fetchall()
+            for (thread_id,) in ids:
+                try:
+                    conn.exec_driver_sql(f"KILL {int(thread_id)}")
+                    killed += 1
+                except sa.exc.DBAPIError:
+                    pass  # ended on its own meanwhile
+    finally:
+        engine.dispose()
+    return killed
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)

@@ -297,6 +297,24 @@ def _check_local_name(asset: Asset, name: str) -> None:
         )
 
 
+def _forget_listings(loc: Location) -> None:
+    """Drop the filesystem's cached listings of ``loc``, its folders and their parents.
+
+    s3fs (and other object stores) cache directory listings per process and answer
+    ``exists``/``isfile``/sizes from them: once another process overwrote the data, a
+    reader would trust deleted files or miss new ones (FileNotFoundError, or a wrong
+    size). Each read or write of a handle starts from what the store holds now.
+    """
+    cache = getattr(loc.fs, "dircache", None)
+    if loc.kind in ("local", "memory") or not cache:
+        return
+    root = loc.fs._strip_protocol(loc.path).rstrip("/")
+    for key in list(cache):
+        name = str(key).rstrip("/")
+        if name == root or name.startswith(root + "/") or root.startswith(name + "/"):
+            cache.pop(key, None)
+
+
 def _new_id() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
 
@@ -636,12 +654,14 @@ class FileHandle(ObjectStorageHandle):
         self.format = fmt
 
     def exists(self) -> bool:
+        _forget_listings(self.location)
         return bool(self.fs.isfile(self.location.path))
 
     def to_pyarrow(self) -> pa.Table:
         import pyarrow as pa
 
         loc = self.location
+        _forget_listings(loc)
         try:
             if loc.kind == "local":
                 return _read_bytes(self.format, loc.path)
@@ -658,6 +678,7 @@ class FileHandle(ObjectStorageHandle):
 
     def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
         loc = self.location
+        _forget_listings(loc)
         with _locked(loc, loc.path, exclusive=True):
             if loc.kind == "atomic-put" and mode == "insert":
                 return self._append_conditionally(data)
@@ -848,6 +869,7 @@ class DatasetHandle(ObjectStorageHandle):
 
     def _files(self) -> list[str]:
         """The files making up this handle's scope, as of the last committed write."""
+        _forget_listings(self.location)
         files = self._visible_files(self.scope)
         if self.location.kind == "local":
             return files
@@ -1079,6 +1101,7 @@ class DatasetHandle(ObjectStorageHandle):
 
     def _recover(self) -> None:
         """Finish overwrites a crashed writer committed; drop old uncommitted staging."""
+        _forget_listings(self.location)
         for journal in self._journals():
             self._apply(journal)
         fs = self.location.fs

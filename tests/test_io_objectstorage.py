@@ -502,3 +502,22 @@ def test_local_names_too_long_for_the_disk_are_refused_before_writing(tmp_path: 
     with pytest.raises(AssetValueError, match="at most 251 bytes"):
         _dispatcher().open(folder, "é" * 60)  # "day=" and 60 x "%C3%A9": 364 bytes
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("name", ["orders", "orders.parquet", "orders.csv"])
+def test_a_long_lived_reader_sees_what_another_process_wrote_on_s3(
+    s3_server: Any, name: str
+) -> None:
+    bucket = s3_server.make_bucket()
+    asset = Asset(uri=f"s3://{bucket}/{name}")
+    reader = _dispatcher(**_s3_environ(s3_server))
+    # another process: its own S3 filesystem object, so its own listing cache
+    other = {**s3_server.storage_options, "skip_instance_cache": True}
+    for generation in range(3):
+        writer = _dispatcher(ASSETRY_CONN_AWS_DEFAULT=json.dumps(other))
+        with writer.connect(asset) as handle:
+            handle.overwrite(pa.table({"gen": [generation] * (generation + 1)}))
+        with reader.connect(asset) as handle:
+            assert handle.exists()
+            assert handle.to_pyarrow().column("gen").to_pylist() == [generation] * (generation + 1)

@@ -319,7 +319,7 @@ def test_dataframe_writers_killed_leave_readers_whole_tables(
     lost = len(acked - set(batches))
     overwrites = len(ops.get("overwrite", {}).get("acked", ()))
     figures.record(
-        target,
+        f"io:{target}",
         "faults",
         writers=1,
         operations=overwrites + len(acked),
@@ -439,6 +439,17 @@ def test_s3_writes_whose_responses_are_lost_are_applied_once(
             inst.record_event(w.ORDERS, extra={"i": i})
         entry = store.get_entry("n")
         events = inst.events(w.ORDERS)
+    value = entry.value if entry is not None else 0
+    figures.record(
+        "s3",
+        "faults",
+        writers=1,
+        operations=40,
+        faults=proxy.faults,
+        lost=max(0, 20 - value) + max(0, 20 - len(events)),
+        duplicated=max(0, value - 20) + max(0, len(events) - 20),
+        notes={"scenario": "answers lost after S3 applied the write"},
+    )
     assert proxy.counts["drop_after"] > 5
     assert entry is not None and (entry.value, entry.version) == (20, 20)
     assert [(e.id, e.extra["i"]) for e in events] == [(i + 1, i) for i in range(20)]
@@ -491,6 +502,7 @@ def test_s3_endpoint_that_always_fails_gives_a_clear_error_after_bounded_retries
     s3_case: BackendCase, figures: Recorder
 ) -> None:
     upstream = s3_case.options["storage_options"]["endpoint_url"]
+    injected = 0
     for fault in ("error_503", "drop_before"):
         with FaultProxy(upstream, {fault: 1.0}) as proxy:
             case = _proxied_case(s3_case, proxy, max_attempts=4, retry_base_delay=0.01)
@@ -503,4 +515,10 @@ def test_s3_endpoint_that_always_fails_gives_a_clear_error_after_bounded_retries
         assert "after 4 attempts" in message and "s3://" in message and "retry" in message
         assert proxy.counts["requests"] == 4  # one request, four attempts, nothing more
         assert took < 30
-    figures.record("s3", "faults", faults=8, notes={"scenario": "endpoint always failing"})
+        injected += proxy.faults
+    figures.record(
+        "s3",
+        "faults",
+        faults=injected,
+        notes={"scenario": "endpoint always failing: a clear error after 4 attempts"},
+    )

@@ -325,7 +325,9 @@ def test_hostile_asset_names_and_uris_are_accepted_or_refused_with_a_typed_error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the password-in-URI warning
         check()
-    figures.record("model", "hostile", hostile_inputs=tried, notes={"scenario": "names and URIs"})
+    figures.record(
+        "names and URIs", "hostile", hostile_inputs=tried, notes={"scenario": "names and URIs"}
+    )
 
 
 def _canary(case: BackendCase, tmp_path: Path) -> Any:
@@ -526,7 +528,7 @@ def test_hostile_table_and_column_names_round_trip_or_are_refused_and_inject_not
     finally:
         dispatcher.close()
     figures.record(
-        table_db["kind"],
+        f"io:{table_db['kind']}",
         "hostile",
         hostile_inputs=tried,
         notes={"scenario": "table and column names"},
@@ -571,7 +573,7 @@ def test_hostile_object_storage_uris_stay_under_the_redirect_root(
     finally:
         dispatcher.close()
     outside = [str(p) for p in tmp_path.rglob("*") if p.is_file() and root not in p.parents]
-    figures.record("objectstorage", "hostile", hostile_inputs=tried, notes={"scenario": "URIs"})
+    figures.record("io:objectstorage", "hostile", hostile_inputs=tried, notes={"scenario": "URIs"})
     assert outside == []
 
 

@@ -165,7 +165,7 @@ def test_database_passwords_stay_out_of_reprs_logs_errors_and_events(
     )
     leaks = exposure.leaks(caplog)
     figures.record(
-        "postgresql+mariadb",
+        "postgresql, mariadb",
         "secrets",
         hostile_inputs=len(exposure.texts) + len(caplog.records),
         lost=len(leaks),

@@ -1,0 +1,209 @@
+"""Run the stress suite at its larger sizes and write the figures into docs/reliability.md.
+
+    python benchmarks/reliability_report.py            # pytest tests/stress --run-slow
+    python benchmarks/reliability_report.py --quick    # the default (CI) sizes instead
+    python benchmarks/reliability_report.py --scale 2  # ASSETRY_STRESS_SCALE=2 on top
+    python benchmarks/reliability_report.py --from figures.json   # render a saved run
+
+The suite records, per test, the load a backend held (writers x operations), the faults it
+survived, the hostile inputs it was given, the texts searched for a secret, and what was
+lost or duplicated. This script runs it with ``ASSETRY_STRESS_FIGURES`` set, adds the
+figures up per backend, prints them, and replaces the part of docs/reliability.md between
+its figure markers (the prose around them is kept). Exits 1 when a test failed: the
+figures are still written, marked as from a failing run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "reliability.md"
+START = "<!-- figures:start (written by benchmarks/reliability_report.py) -->"
+END = "<!-- figures:end -->"
+
+#: State backends first, in this order; everything else after, by name.
+BACKEND_ORDER = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file")
+
+
+def pytest_command(quick: bool) -> list[str]:
+    """The command the figures come from."""
+    command = [sys.executable, "-m", "pytest", "tests/stress", "-q", "-p", "no:cacheprovider"]
+    return command if quick else [*command, "--run-slow"]
+
+
+def shown_command(quick: bool, scale: str | None) -> str:
+    """The command as a reader would type it."""
+    prefix = f"ASSETRY_STRESS_SCALE={scale} " if scale else ""
+    return prefix + " ".join(["python", *pytest_command(quick)[1:]])
+
+
+def run_suite(quick: bool, scale: str | None) -> dict[str, Any]:
+    """Run the stress suite; return its recorded figures."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "figures.json"
+        env = {**os.environ, "ASSETRY_STRESS_FIGURES": str(out)}
+        if scale:
+            env["ASSETRY_STRESS_SCALE"] = scale
+        print(f"$ {shown_command(quick, scale)}", flush=True)
+        started = dt.datetime.now(dt.UTC)
+        code = subprocess.run(pytest_command(quick), cwd=ROOT, env=env, check=False).returncode
+        if not out.exists():
+            raise SystemExit(f"the stress suite wrote no figures (pytest exit code {code})")
+        data = json.loads(out.read_text(encoding="utf-8"))
+    data["started"] = started.isoformat(timespec="seconds")
+    data["minutes"] = round((dt.datetime.now(dt.UTC) - started).total_seconds() / 60, 1)
+    data["command"] = shown_command(quick, scale)
+    return data
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (BACKEND_ORDER.index(name), "") if name in BACKEND_ORDER else (len(BACKEND_ORDER), name)
+
+
+def summarise(figures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend: the largest concurrent load (writers x operations), total operations,
+    faults survived, hostile inputs, texts searched for secrets, and losses."""
+    rows: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "writers": 0,
+            "operations": 0,
+            "faults": 0,
+            "hostile": 0,
+            "secrets": 0,
+            "lost": 0,
+            "duplicated": 0,
+            "tests": 0,
+        }
+    )
+    for fig in figures:
+        row = rows[fig["backend"]]
+        row["tests"] += 1
+        row["writers"] = max(row["writers"], fig["writers"])
+        row["operations"] += fig["operations"]
+        row["faults"] += fig["faults"]
+        if fig["kind"] == "secrets":
+            row["secrets"] += fig["hostile_inputs"]
+        else:
+            row["hostile"] += fig["hostile_inputs"]
+        row["lost"] += fig["lost"]
+        row["duplicated"] += fig["duplicated"]
+    return [{"backend": name, **rows[name]} for name in sorted(rows, key=_order)]
+
+
+def _n(value: int) -> str:
+    return f"{value:,}" if value else "-"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The figures section of docs/reliability.md."""
+    figures = data["figures"]
+    status = "all tests passed" if data["exitstatus"] == 0 else "SOME TESTS FAILED"
+    lines = [
+        START,
+        "",
+        "Produced by this command (at commit "
+        f"`{data.get('commit', _commit())}`, {data.get('started', 'unknown time')}, "
+        f"{data.get('minutes', '?')} min on the project's 2-core machine, {status}):",
+        "",
+        "```bash",
+        data.get("command", shown_command(not data["run_slow"], None)),
+        "python benchmarks/reliability_report.py   # runs the line above and writes this section",
+        "```",
+        "",
+        "Per backend: the most writers that ran at once and the operations they completed, the "
+        "faults survived, the hostile inputs tried, the texts searched for a secret, and what "
+        "was lost or duplicated.",
+        "",
+        "| backend | tests | writers at once | operations | faults survived | hostile inputs "
+        "| secret checks | lost | duplicated |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in summarise(figures):
+        lines.append(
+            f"| {row['backend']} | {row['tests']} | {_n(row['writers'])} | "
+            f"{_n(row['operations'])} | {_n(row['faults'])} | {_n(row['hostile'])} | "
+            f"{_n(row['secrets'])} | {row['lost']} | {row['duplicated']} |"
+        )
+    lines += [
+        "",
+        "<details><summary>Every run (test, load, faults, inputs, losses, seconds)</summary>",
+        "",
+        "| backend | kind | scenario | writers x operations | faults | hostile inputs | lost "
+        "| duplicated | s |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for fig in sorted(figures, key=lambda f: (_order(f["backend"]), f["kind"], f["test"])):
+        load = f"{fig['writers']} x {fig['operations']:,}" if fig["operations"] else "-"
+        scenario = fig["notes"].get("scenario", "")
+        extra = {k: v for k, v in fig["notes"].items() if k != "scenario"}
+        if extra:
+            scenario += " (" + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items())
+            scenario += ")"
+        lines.append(
+            f"| {fig['backend']} | {fig['kind']} | {scenario} | {load} | {_n(fig['faults'])} | "
+            f"{_n(fig['hostile_inputs'])} | {fig['lost']} | {fig['duplicated']} | "
+            f"{fig['seconds']} |"
+        )
+    lines += ["", "</details>", "", END]
+    return "\n".join(lines)
+
+
+def write_doc(section: str, doc: Path = DOC) -> None:
+    """Replace the figures section of ``doc`` (the prose around it stays)."""
+    text = doc.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"{doc} has no figure markers ({START} ... {END}); add them first")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    doc.write_text(head + section + tail, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="default sizes, not --run-slow")
+    parser.add_argument("--scale", help="ASSETRY_STRESS_SCALE for the run (a multiplier)")
+    parser.add_argument("--from", dest="source", type=Path, help="render a saved figures file")
+    parser.add_argument("--save", type=Path, help="also save the raw figures as JSON here")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave the doc")
+    args = parser.parse_args(argv)
+    if args.source:
+        data = json.loads(args.source.read_text(encoding="utf-8"))
+    else:
+        data = run_suite(args.quick, args.scale)
+        data["commit"] = _commit()
+    if args.save:
+        args.save.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    section = render(data)
+    print(section)
+    if not args.no_write:
+        write_doc(section)
+        print(f"\nwrote the figures into {DOC.relative_to(ROOT)}")
+    return 0 if data["exitstatus"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -108,6 +108,13 @@ class Connection:
     uri: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.uri is not None and not isinstance(self.uri, str):
+            raise ConfigurationError(
+                f"connection {self.conn_id!r} has a uri that is a {type(self.uri).__name__}, "
+                "not a string such as postgresql://user@host/db"
+            )
+
     @classmethod
     def parse(cls, conn_id: str, text: str) -> Connection:
         """Parse ``ASSETRY_CONN_<ID>``'s value: a JSON object or a URI."""
@@ -167,7 +174,14 @@ class Connection:
     @property
     def port(self) -> int | None:
         port = self.get("port")
-        return int(port) if port is not None else None
+        if port is None:
+            return None
+        try:
+            return int(port)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"connection {self.conn_id!r} has port {port!r}, which is not a whole number"
+            ) from None
 
     @property
     def database(self) -> str | None:

@@ -574,3 +574,27 @@ def test_file_backend_options_apply_to_the_same_backend_chosen_elsewhere(
     )
     monkeypatch.setenv("ASSETRY_BACKEND_URL", "sqlite:///other.db")
     assert dict(load_settings(cwd=project).backend_options) == {"busy_timeout": 60}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"uri": 5}', "uri that is a int"),
+        ('{"uri": ["postgresql://h/db"]}', "uri that is a list"),
+    ],
+)
+def test_a_connection_uri_that_is_not_a_string_is_a_configuration_error(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Connection.parse("warehouse", text)
+
+
+@pytest.mark.parametrize("port", ['"x"', '"5432x"', "[1]", "1.5e9x"])
+def test_a_connection_port_that_is_not_a_number_is_a_configuration_error(port: str) -> None:
+    if port == "1.5e9x":
+        conn = Connection.parse("warehouse", "postgresql://h:5432/db?port=1.5e9x")
+    else:
+        conn = Connection.parse("warehouse", f'{{"host": "h", "port": {port}}}')
+    with pytest.raises(ConfigurationError, match="'warehouse' has port"):
+        conn.port  # noqa: B018 - the property raises

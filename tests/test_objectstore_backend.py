@@ -588,3 +588,36 @@ def test_an_airflow_style_connection_login_and_password_become_the_s3_key_and_se
         backend.register_asset("a", "a")
         backend.store_set("a", "k", "1")
         assert backend.store_get("a", "k").value == 1
+
+
+def test_a_listing_that_misses_an_event_never_lets_a_cursor_skip_it(tmp_path: Path) -> None:
+    """A directory read while writers add files is no snapshot: it can show event 3 but
+    not event 2. The reader looks the gap up and lists again instead of skipping 2."""
+    backend = ObjectStoreBackend(f"file://{tmp_path}/state")
+    backend.register_asset("orders", "s3://data/orders")
+    backend.append_events([NewEvent("orders") for _ in range(3)])
+    real = backend.storage.list_pages
+    missing = Layout.event("orders", 2)
+    misses = [1]
+
+    def list_pages(folder: str, *, start_after: str | None = None) -> Any:
+        for page in real(folder, start_after=start_after):
+            if misses and folder.startswith("events/"):
+                misses.pop()
+                page = [item for item in page if item.key != missing]
+            yield page
+
+    backend.storage.list_pages = list_pages  # type: ignore[method-assign]
+    assert [e.id for e in backend.query_events(EventQuery("orders", after=1))] == [2, 3]
+    assert not misses
+
+
+def test_gaps_left_by_imported_ids_are_kept(tmp_path: Path) -> None:
+    source = ObjectStoreBackend(f"file://{tmp_path}/source")
+    source.register_asset("orders", "s3://data/orders")
+    events = source.append_events([NewEvent("orders") for _ in range(9)])
+    target = ObjectStoreBackend(f"file://{tmp_path}/target")
+    target.register_asset("orders", "s3://data/orders")
+    target.import_events([events[4], events[8]])  # ids 5 and 9
+    assert [e.id for e in target.query_events(EventQuery("orders"))] == [5, 9]
+    assert [e.id for e in target.query_events(EventQuery("orders", after=5))] == [9]

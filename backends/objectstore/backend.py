@@ -69,6 +69,8 @@ TOMBSTONE_MAX_BYTES: Final = 64
 #: Write tokens a store entry keeps (its own and its predecessors'), so a writer whose
 #: answer was lost can tell whether its write landed after a few more writes went over it.
 TOKEN_HISTORY: Final = 8
+#: How many times a query lists an event log again after finding the listing missed one.
+_RELISTS: Final = 20
 #: Events fetched per round when a query filters on more than the id.
 _FETCH_CHUNK: Final = 64
 
@@ -876,19 +878,46 @@ class ObjectStoreBackend(StateBackend):
 
     def _event_keys(self, query: EventQuery) -> Iterator[tuple[int, str]]:
         """(seq, key) of the asset's live events in the query's id range, ascending, lazily;
-        tombstones are recognised by their size and never read."""
+        tombstones are recognised by their size and never read.
+
+        Ids are taken in order and never freed, so a gap in a listing is either a gap an
+        import left (the object does not exist) or an object the listing missed: a local
+        directory read while writers add files is no snapshot, and can show seq k+1 but
+        not k. The first missing object of a gap is looked up; if it exists, the listing
+        starts again after the last seq handed out, so a cursor never skips it.
+        """
         asset = query.asset
         after = query.after if query.after is not None and query.after > 0 else 0
-        start = Layout.event(asset, after) if after else None
-        for page in self.storage.list_pages(Layout.events_root(asset), start_after=start):
-            for item in page:
-                seq = event_seq(item.key.rsplit("/", 1)[-1])
-                if seq is None or seq <= after:
-                    continue
-                if query.before is not None and seq >= query.before:
-                    return
-                if item.size > TOMBSTONE_MAX_BYTES:
-                    yield seq, item.key
+        for listing in range(_RELISTS + 1):
+            start = Layout.event(asset, after) if after else None
+            missed = False
+            for page in self.storage.list_pages(Layout.events_root(asset), start_after=start):
+                for item in page:
+                    seq = event_seq(item.key.rsplit("/", 1)[-1])
+                    if seq is None or seq <= after:
+                        continue
+                    if query.before is not None and seq >= query.before:
+                        return
+                    if (
+                        seq > after + 1
+                        and listing < _RELISTS
+                        and self._event_exists(asset, after + 1)
+                    ):
+                        missed = True
+                        break
+                    after = seq
+                    if item.size > TOMBSTONE_MAX_BYTES:
+                        yield seq, item.key
+                if missed:
+                    break
+            if not missed:
+                return
+
+    def _event_exists(self, asset: str, seq: int) -> bool:
+        """Whether event ``seq`` (or its tombstone) exists, asked of the object itself."""
+        if self._events.get((asset, seq)) is not None:
+            return True
+        return self.storage.get(Layout.event(asset, seq)) is not None
 
     def _load_events(self, asset: str, items: Sequence[tuple[int, str]]) -> list[AssetEvent]:
         """The events of ``items``, from the cache (an event never changes; a deleted one is

@@ -36,9 +36,9 @@ def sizes(request: pytest.FixtureRequest) -> Sizes:
 
 
 @pytest.fixture
-def figures(request: pytest.FixtureRequest, sizes: Sizes) -> Recorder:
+def figures(request: pytest.FixtureRequest) -> Recorder:
     """Where a test records the figures the reliability report shows."""
-    return Recorder(request.node.nodeid, sizes.slow)
+    return Recorder(request.node.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -87,9 +87,8 @@ FIGURES: list[Figure] = []
 class Recorder:
     """Records this test's figures (see :class:`Figure`)."""
 
-    def __init__(self, test: str, slow: bool) -> None:
+    def __init__(self, test: str) -> None:
         self.test = test
-        self.slow = slow
         self.started = time.monotonic()
 
     def record(self, backend: str, kind: str, **values: Any) -> Figure:
@@ -330,12 +329,3 @@ def kill_server_connections(case: BackendCase) -> int:
     finally:
         engine.dispose()
     return killed
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)

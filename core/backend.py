@@ -311,10 +311,13 @@ class StateBackend(abc.ABC):
 
     @abc.abstractmethod
     def append_events(self, events: Sequence[NewEvent]) -> list[AssetEvent]:
-        """Append events (all or none) and return them with ids and timestamps.
+        """Append events and return them with ids and timestamps.
 
-        Ids increase strictly per asset in the order the events are given, and a reader
-        that saw id N never later finds a new event with an id <= N.
+        Every named asset is checked (registered, active) before anything is written; where
+        ``capabilities.atomic_batches`` the batch is then written all or none, elsewhere a
+        crash part-way may keep a prefix of it. Ids increase strictly per asset in the order
+        the events are given, and a reader that saw id N never later finds a new event with
+        an id <= N.
         """
 
     @abc.abstractmethod

@@ -135,10 +135,21 @@ class Connection:
             )
         return cls(conn_id, text, {})
 
+    def _split(self) -> Any:
+        """The connection's URI split into its parts; a ConfigurationError (that does not
+        echo the URI, which may hold a password) when it cannot be parsed."""
+        try:
+            return urlsplit(self.uri or "")
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"connection {self.conn_id!r} has a URI that cannot be parsed ({exc}); "
+                "check its host (an IPv6 address goes in [brackets])"
+            ) from None
+
     def _uri_parts(self) -> dict[str, Any]:
         if not self.uri:
             return {}
-        parts = urlsplit(self.uri)
+        parts = self._split()
         try:
             port = parts.port
         except ValueError:
@@ -192,7 +203,7 @@ class Connection:
         """fsspec storage options: the options, plus those a URI's query string carries."""
         opts: dict[str, Any] = {}
         if self.uri:
-            opts.update(dict(parse_qsl(urlsplit(self.uri).query)))
+            opts.update(dict(parse_qsl(self._split().query)))
         opts.update(self.options)
         return opts
 

@@ -598,3 +598,11 @@ def test_a_connection_port_that_is_not_a_number_is_a_configuration_error(port: s
         conn = Connection.parse("warehouse", f'{{"host": "h", "port": {port}}}')
     with pytest.raises(ConfigurationError, match="'warehouse' has port"):
         conn.port  # noqa: B018 - the property raises
+
+
+def test_a_connection_uri_that_cannot_be_parsed_is_a_configuration_error() -> None:
+    conn = Connection.parse("warehouse", "postgresql://user:hunter2@[broken/db")
+    for read in (lambda: conn.login, lambda: conn.storage_options, lambda: conn.port):
+        with pytest.raises(ConfigurationError, match="'warehouse' has a URI") as caught:
+            read()
+        assert "hunter2" not in str(caught.value)

@@ -285,8 +285,15 @@ def flaky_server_worker(
     errors: list[str] = []
     slowest = 0.0
     with case.instance(retry_timeout=5.0) as inst:
-        store = inst.asset_store(COUNTER)
-        inst.ensure(ORDERS)
+        for _ in range(20):  # connecting may meet a cut too: it must fail clearly, then work
+            try:
+                store = inst.asset_store(COUNTER)
+                inst.ensure(ORDERS)
+                break
+            except BackendUnavailableError as exc:
+                errors.append(str(exc))
+        else:
+            raise AssertionError(f"writer {writer} could not connect in 20 attempts: {errors}")
         start.wait(120)
         for seq in range(ops):
             for kind in ("update", "event"):

@@ -621,3 +621,24 @@ def test_gaps_left_by_imported_ids_are_kept(tmp_path: Path) -> None:
     target.import_events([events[4], events[8]])  # ids 5 and 9
     assert [e.id for e in target.query_events(EventQuery("orders"))] == [5, 9]
     assert [e.id for e in target.query_events(EventQuery("orders", after=5))] == [9]
+
+
+def test_a_folder_a_concurrent_delete_removes_while_a_write_makes_it_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Path.mkdir(exist_ok=True) raises FileExistsError when the folder it found is
+    removed (by a delete pruning empty folders) before it checks it is a folder."""
+    backend = ObjectStoreBackend(f"file://{tmp_path}/state")
+    backend.register_asset("orders", "s3://data/orders")
+    real_mkdir = Path.mkdir
+    races = [1]
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if races and "store" in self.parts:
+            races.pop()
+            raise FileExistsError(17, "File exists", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert backend.store_set("orders", "k", "1", expected_version=None) == 1
+    assert not races

@@ -541,11 +541,13 @@ class LocalStorage(ObjectStorage):
 
     def _write_temp(self, folder: Path, data: bytes) -> Path:
         for _ in range(5):
-            folder.mkdir(parents=True, exist_ok=True)
             try:
+                # exist_ok still raises FileExistsError when a concurrent delete removes
+                # the (empty) folder between mkdir finding it and checking it is a folder
+                folder.mkdir(parents=True, exist_ok=True)
                 fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
                 break
-            except FileNotFoundError:  # the folder was removed by a concurrent delete
+            except (FileNotFoundError, FileExistsError):  # removed by a concurrent delete
                 continue
         else:  # pragma: no cover - a delete racing us five times in a row
             raise FileNotFoundError(str(folder))

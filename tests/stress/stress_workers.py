@@ -319,9 +319,11 @@ def flaky_server_worker(
 
 def s3_fault_worker(start: Any, case: Any, writer: int, ops: int) -> dict[str, Any]:
     """Updates and appends against an S3 endpoint that fails and drops requests; returns
-    the acknowledged events and any clear errors (each op is retried by the backend)."""
+    the acknowledged events, the updates whose outcome the backend could not tell, and any
+    other errors (each request is retried by the backend)."""
     acked: list[tuple[int, int]] = []
     errors: list[str] = []
+    unknown: list[str] = []
     updates = 0
     with case.instance() as inst:
         store = inst.asset_store(COUNTER)
@@ -332,13 +334,15 @@ def s3_fault_worker(start: Any, case: Any, writer: int, ops: int) -> dict[str, A
                 store.update("n", _plus_one, default=0)
                 updates += 1
             except BackendUnavailableError as exc:
-                errors.append(f"update: {exc}")
+                # an answer lost while others wrote on: the backend says it cannot tell
+                which = unknown if "whether it was applied" in str(exc) else errors
+                which.append(f"update: {exc}")
             try:
                 event = inst.record_event(ORDERS, extra={"w": writer, "s": seq})
                 acked.append((event.id, seq))
             except BackendUnavailableError as exc:
                 errors.append(f"event: {exc}")
-    return {"acked": acked, "updates": updates, "errors": errors}
+    return {"acked": acked, "updates": updates, "errors": errors, "unknown": unknown}
 
 
 def call(start: Any, fn: Any, args: tuple[Any, ...]) -> Any:

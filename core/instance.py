@@ -209,9 +209,6 @@ class Instance:
         """Remove the store entries of inactive assets; return how many were removed."""
         return self.backend.sweep(batch_size=batch_size)
 
-    def _check_writable(self, name: str) -> None:
-        self.backend._check_writable(name)
-
     # -- asset store -----------------------------------------------------------------------
 
     def asset_store(self, asset: AssetLike) -> AssetStore:

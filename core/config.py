@@ -63,8 +63,12 @@ _SECRET_RE = re.compile(r"pass|secret|token|key|credential|auth|sas", re.IGNOREC
 
 
 def default_conn_id(scheme: str) -> str | None:
-    """The default connection id of a URI scheme (``s3`` -> ``aws_default``)."""
-    return DEFAULT_CONN_IDS.get(scheme.lower().split("+", 1)[0])
+    """The default connection id of a URI scheme (``s3`` and ``delta+s3`` -> ``aws_default``,
+    ``postgresql+psycopg`` -> ``postgres_default``)."""
+    from .urls import split_format
+
+    _, base = split_format(scheme)
+    return DEFAULT_CONN_IDS.get(base.split("+", 1)[0])
 
 
 def mask_secrets(url: str) -> str:
@@ -581,8 +585,9 @@ def storage_options_for(
 ) -> dict[str, Any]:
     """fsspec storage options for ``uri`` from its connection (credentials, endpoint)."""
     from .uri import uri_scheme
+    from .urls import split_format
 
-    scheme = uri_scheme(uri) or "file"
+    scheme = split_format(uri_scheme(uri) or "file")[1]
     conn = resolve_connection(scheme, conn_id, settings)
     if conn is None:
         return {}

@@ -1,5 +1,9 @@
 """The IOManager contract and the dispatcher that picks an IO manager by URI scheme.
 
+Routing reads like SQLAlchemy's ``dialect+driver``: a URI ``delta+s3://bucket/t`` goes to
+the IO manager declaring the ``format+scheme`` pair ``delta+s3`` (or ``delta+*``), a plain
+``s3://bucket/t`` to the one claiming (or serving) the scheme ``s3``.
+
 An IO manager opens a handle on one asset (optionally one partition); the handle reads and
 writes dataframes. Validation (the asset's ``checks``) runs here, in core, before a handle
 writes anything, so every IO manager gets it the same way.
@@ -19,6 +23,7 @@ from . import plugins
 from .errors import UnsupportedSchemeError
 from .models import Asset
 from .uri import uri_scheme
+from .urls import render_url, split_format
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,12 +163,15 @@ class IOManager(abc.ABC):
     """Reads and writes dataframes for assets whose URI scheme it serves.
 
     Instantiated as ``cls(settings=settings, **options)``; ``settings`` gives access to
-    named connections. ``schemes`` lists the schemes it claims; :meth:`serves` may accept
-    more (an fsspec IO manager serves any protocol fsspec knows).
+    named connections. ``schemes`` lists the plain schemes it claims, ``format_schemes``
+    the ``format+scheme`` pairs (``"delta+s3"``, or ``"delta+*"`` for the format on any
+    storage scheme); :meth:`serves` may accept more (an fsspec IO manager serves any
+    protocol fsspec knows).
     """
 
     name: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
+    format_schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         self.settings = settings
@@ -206,31 +214,34 @@ class IOManagerDispatcher:
         return self._instances[name]
 
     def manager_for(self, scheme: str) -> IOManager:
-        """The IO manager for ``scheme``; a clear error when there is none, or two claim it."""
+        """The IO manager for ``scheme`` (``s3``, ``delta+s3``, ``postgresql+psycopg``).
+
+        An exact claim (``schemes`` or ``format_schemes``) wins, then a ``format+*``
+        wildcard, then :meth:`IOManager.serves`; a clear error when there is none (naming
+        the installed ``format+scheme`` pairs), or when two claim the same one.
+        """
         scheme = scheme.lower()
         with self._lock:
             if scheme in self._by_scheme:
                 return self._by_scheme[scheme]
             classes: dict[str, type[IOManager]] = plugins.iomanagers.load_all()
-            claimants = [
-                name for name, cls in classes.items() if scheme in getattr(cls, "schemes", ())
-            ]
-            if len(claimants) > 1:
-                raise plugins.PluginError(
-                    f"URI scheme {scheme!r} is claimed by more than one IO manager: "
-                    f"{' and '.join(sorted(claimants))}; uninstall one of them"
-                )
+            fmt, _ = split_format(scheme)
+            claimants: list[str] = []
+            for wanted in (scheme, f"{fmt}+*" if fmt else None):
+                if wanted is None:
+                    continue
+                claimants = [name for name, cls in classes.items() if wanted in _claims(cls)]
+                if len(claimants) > 1:
+                    raise plugins.PluginError(
+                        f"URI scheme {wanted!r} is claimed by more than one IO manager: "
+                        f"{' and '.join(sorted(claimants))}; uninstall one of them"
+                    )
+                if claimants:
+                    break
             if not claimants:
                 claimants = [name for name, cls in classes.items() if cls.serves(scheme)]
             if not claimants:
-                known = sorted({s for cls in classes.values() for s in getattr(cls, "schemes", ())})
-                hint = plugins.INSTALL_HINTS.get(scheme)
-                broken = [i.error for i in plugins.iomanagers.info() if i.error]
-                raise UnsupportedSchemeError(
-                    f"no IO manager serves URI scheme {scheme!r} (known: {', '.join(known) or 'none'})"
-                    + (f"; try: {hint}" if hint else "; install a package that adds one")
-                    + (f"; note: {'; '.join(broken)}" if broken else "")
-                )
+                raise UnsupportedSchemeError(_no_manager_message(scheme, fmt, classes))
             manager = self._instance(claimants[0], classes[claimants[0]])
             self._by_scheme[scheme] = manager
             return manager
@@ -244,7 +255,7 @@ class IOManagerDispatcher:
         scheme = uri_scheme(asset.uri)
         if not scheme:
             raise UnsupportedSchemeError(
-                f"asset {asset.name!r} has URI {asset.uri!r} with no scheme, so no IO manager "
+                f"asset {asset.name!r} has URI {render_url(asset.uri)!r} with no scheme, so no IO manager "
                 "can read or write it; give it a URI such as file:///path/data.parquet"
             )
         handle = self.manager_for(scheme).open(asset, partition, conn_id=conn_id)
@@ -271,3 +282,24 @@ class IOManagerDispatcher:
                 manager.close()
             self._instances.clear()
             self._by_scheme.clear()
+
+
+def _claims(cls: type[IOManager]) -> tuple[str, ...]:
+    """The schemes and ``format+scheme`` pairs an IO manager class declares, lower-cased."""
+    declared = (*getattr(cls, "schemes", ()), *getattr(cls, "format_schemes", ()))
+    return tuple(s.lower() for s in declared)
+
+
+def _no_manager_message(scheme: str, fmt: str | None, classes: Mapping[str, type]) -> str:
+    """Why no IO manager serves ``scheme``: the installed schemes and pairs, what to install."""
+    known = sorted({s for cls in classes.values() for s in getattr(cls, "schemes", ())})
+    pairs = sorted({s for cls in classes.values() for s in getattr(cls, "format_schemes", ())})
+    what = f"format+scheme {scheme!r}" if fmt else f"URI scheme {scheme!r}"
+    hint = plugins.INSTALL_HINTS.get(fmt or scheme)
+    broken = [i.error for i in plugins.iomanagers.info() if i.error]
+    return (
+        f"no IO manager serves {what} (known: {', '.join(known) or 'none'}; "
+        f"format+scheme pairs: {', '.join(pairs) or 'none'})"
+        + (f"; try: {hint}" if hint else "; install a package that adds one")
+        + (f"; note: {'; '.join(broken)}" if broken else "")
+    )

@@ -181,6 +181,7 @@ class PluginRegistry:
                 rows.append(PluginInfo(name, target, dist, error=str(exc)))
                 continue
             schemes = tuple(getattr(obj, "schemes", ()) or getattr(obj, "url_schemes", ()))
+            schemes += tuple(getattr(obj, "format_schemes", ()))
             rows.append(PluginInfo(name, target, dist, schemes=schemes))
         return rows
 

@@ -21,6 +21,7 @@ from assetry import (
 from assetry.iomanager import IOManagerDispatcher
 from assetry.iomanagers.objectstorage import ObjectStorageIOManager
 from assetry.iomanagers.tables import IbisIOManager
+from assetry.urls import parse_asset_uri
 
 
 def _dispatcher() -> IOManagerDispatcher:
@@ -208,3 +209,73 @@ def test_test_instances_do_not_share_io(tmp_path: Path) -> None:
             t.insert(pd.DataFrame({"id": [1]}))
         with second.io_manager.connect(orders) as t:
             assert t.exists() is False
+
+
+class _ParquetOnMemory(ObjectStorageIOManager):
+    """A test plugin serving the ``parquet+memory`` pair: parquet files on ``memory://``
+    under a ``via-plugin`` folder, so a read through the plain scheme shows who wrote."""
+
+    name = "parquetmem"
+    schemes = ()
+    format_schemes = ("parquet+memory",)
+
+    def open(self, asset, partition=None, *, conn_id=None):  # type: ignore[no-untyped-def]
+        where = parse_asset_uri(asset.uri).storage_uri
+        moved = Asset(asset.name, uri=f"memory://via-plugin/{where.authority}{where.path}.parquet")
+        return super().open(moved, partition, conn_id=conn_id)
+
+
+def test_format_scheme_pair_picks_the_plugin_claiming_it() -> None:
+    plugins.iomanagers.register("parquetmem", _ParquetOnMemory)
+    try:
+        dispatcher = _dispatcher()
+        assert type(dispatcher.manager_for("parquet+memory")) is _ParquetOnMemory
+        assert type(dispatcher.manager_for("memory")) is ObjectStorageIOManager
+        table = pd.DataFrame({"n": [uuid.uuid4().hex]})
+        with dispatcher.connect(Asset(uri="PARQUET+Memory://x/y")) as handle:
+            handle.overwrite(table)
+        with dispatcher.connect(Asset(uri="memory://via-plugin/x/y.parquet")) as handle:
+            assert handle.to_pandas()["n"].tolist() == table["n"].tolist()
+        with dispatcher.connect(Asset(uri="memory://x/y")) as handle:
+            assert type(handle).__module__.startswith("assetry.iomanagers")
+            assert not handle.exists()
+    finally:
+        plugins.iomanagers.unregister("parquetmem")
+
+
+def test_format_wildcard_serves_the_format_on_any_storage_scheme() -> None:
+    class AnyParquet(_ParquetOnMemory):
+        format_schemes = ("parquet+*",)
+
+    plugins.iomanagers.register("anyparquet", AnyParquet)
+    try:
+        assert type(_dispatcher().manager_for("parquet+s3")) is AnyParquet
+        assert type(_dispatcher().manager_for("s3")) is ObjectStorageIOManager
+    finally:
+        plugins.iomanagers.unregister("anyparquet")
+
+
+def test_unserved_format_scheme_error_names_the_installed_pairs() -> None:
+    plugins.iomanagers.register("parquetmem", _ParquetOnMemory)
+    try:
+        with pytest.raises(UnsupportedSchemeError) as info:
+            _dispatcher().open(Asset(uri="delta+s3://bucket/table"))
+        message = str(info.value)
+        assert "format+scheme 'delta+s3'" in message
+        assert "parquet+memory" in message
+    finally:
+        plugins.iomanagers.unregister("parquetmem")
+
+
+def test_two_plugins_claiming_one_pair_is_an_error_naming_both() -> None:
+    class Other(_ParquetOnMemory):
+        pass
+
+    plugins.iomanagers.register("parquetmem", _ParquetOnMemory)
+    plugins.iomanagers.register("otherparquet", Other)
+    try:
+        with pytest.raises(PluginError, match="otherparquet and parquetmem"):
+            _dispatcher().manager_for("parquet+memory")
+    finally:
+        plugins.iomanagers.unregister("parquetmem")
+        plugins.iomanagers.unregister("otherparquet")

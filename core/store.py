@@ -1,4 +1,8 @@
-"""AssetStore: the per-asset key/value store API, on top of any StateBackend."""
+"""AssetStore: the per-asset key/value store API, on top of any StateBackend.
+
+:class:`StoreBuffer` holds store writes back so that they commit together with events (an
+atomic task run, a watcher poll); :class:`BufferedAssetStore` is the store API on top of it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .backend import StoreEntry
+from .backend import ANY_VERSION, StoreEntry, StoreWrite, version_conflict
 from .errors import ConflictError
 from .values import decode_value, encode_value, validate_key, validate_partition_key
 
 if TYPE_CHECKING:
+    from .backend import ExpectedVersion, StateBackend
     from .instance import Instance
 
-__all__ = ["AssetStore"]
+__all__ = ["AssetStore", "BufferedAssetStore", "StoreBuffer"]
 
 _MISSING = object()
 
@@ -180,3 +185,182 @@ class AssetStore:
                         f"races in {timeout:.0f}s; the key is too contended"
                     ) from None
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+
+
+# -- buffered store writes (atomic runs, watcher polls) --------------------------------------
+
+_Slot = tuple[str, str | None, str]  # (asset, partition, key)
+
+
+class StoreBuffer:
+    """Holds store writes back until they are committed with events by ``backend.apply``.
+
+    Reads through the buffer see the pending writes. A compare-and-set decided against the
+    stored version (``update``, ``advance``, ``compare_and_set``) is re-checked by
+    :meth:`check_guards` just before the commit, so a concurrent change fails the commit
+    instead of being overwritten.
+    """
+
+    def __init__(self, backend: StateBackend) -> None:
+        self.backend = backend
+        self._pending: dict[_Slot, tuple[str | None, int | None]] = {}
+        self._guards: dict[_Slot, int | None] = {}
+        self._writable: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<StoreBuffer: {len(self._pending)} pending write(s)>"
+
+    def _stored_version(self, slot: _Slot) -> int | None:
+        entry = self.backend.store_get(slot[0], slot[2], slot[1])
+        return entry.version if entry is not None else None
+
+    def _version(self, slot: _Slot) -> int | None:
+        if slot in self._pending:
+            value, version = self._pending[slot]
+            return version if value is not None else None
+        return self._stored_version(slot)
+
+    def _check_writable(self, asset: str) -> None:
+        if asset not in self._writable:
+            self.backend._check_writable(asset)
+            self._writable.add(asset)
+
+    def _check_expected(self, slot: _Slot, expected: ExpectedVersion) -> int | None:
+        current = self._version(slot)
+        if expected is not ANY_VERSION:
+            if current != expected:
+                raise version_conflict(slot[0], slot[2], expected, current)
+            if slot not in self._pending:
+                self._guards.setdefault(slot, current)
+        return current
+
+    # -- the StateBackend store methods AssetStore uses ----------------------------------
+
+    def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
+        slot = (asset, partition, key)
+        if slot in self._pending:
+            value, version = self._pending[slot]
+            if value is None or version is None:
+                return None
+            return StoreEntry(key, value, version, partition)
+        return self.backend.store_get(asset, key, partition)
+
+    def store_set(
+        self,
+        asset: str,
+        key: str,
+        value_json: str,
+        partition: str | None = None,
+        *,
+        expected_version: ExpectedVersion = ANY_VERSION,
+    ) -> int:
+        self._check_writable(asset)
+        slot = (asset, partition, key)
+        current = self._check_expected(slot, expected_version)
+        version = (current or 0) + 1
+        self._pending[slot] = (value_json, version)
+        return version
+
+    def store_delete(
+        self,
+        asset: str,
+        key: str,
+        partition: str | None = None,
+        *,
+        expected_version: ExpectedVersion = ANY_VERSION,
+    ) -> bool:
+        self._check_writable(asset)
+        slot = (asset, partition, key)
+        current = self._check_expected(slot, expected_version)
+        self._pending[slot] = (None, None)
+        return current is not None
+
+    def store_clear(
+        self, asset: str, partition: str | None = None, *, all_partitions: bool = False
+    ) -> int:
+        self._check_writable(asset)
+        partitions: list[str | None] = (
+            [None, *self.store_partitions(asset)] if all_partitions else [partition]
+        )
+        count = 0
+        for part in partitions:
+            for entry in self.store_entries(asset, part):
+                self._pending[(asset, part, entry.key)] = (None, None)
+                count += 1
+        return count
+
+    def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
+        merged = {e.key: e for e in self.backend.store_entries(asset, partition)}
+        for (name, part, key), (value, version) in self._pending.items():
+            if name == asset and part == partition:
+                if value is None or version is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = StoreEntry(key, value, version, partition)
+        return [merged[k] for k in sorted(merged)]
+
+    def store_keys(self, asset: str, partition: str | None = None) -> list[str]:
+        return [entry.key for entry in self.store_entries(asset, partition)]
+
+    def store_partitions(self, asset: str) -> list[str]:
+        candidates = set(self.backend.store_partitions(asset))
+        candidates.update(p for (a, p, _) in self._pending if a == asset and p is not None)
+        return sorted(p for p in candidates if self.store_entries(asset, p))
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def writes(self) -> list[StoreWrite]:
+        """The pending writes, as :class:`StoreWrite` for ``backend.apply``; a write decided
+        by a compare-and-set carries the version it relied on, so ``apply`` checks it again
+        in its transaction (a change between :meth:`check_guards` and the commit fails it)."""
+        return [
+            StoreWrite(
+                asset,
+                key,
+                value,
+                partition,
+                self._guards.get((asset, partition, key), ANY_VERSION),
+            )
+            for (asset, partition, key), (value, _) in self._pending.items()
+        ]
+
+    def check_guards(self) -> None:
+        """Raise :class:`ConflictError` if a key a compare-and-set relied on has changed."""
+        for slot, expected in self._guards.items():
+            actual = self._stored_version(slot)
+            if actual != expected:
+                asset, partition, key = slot
+                where = f" partition {partition!r}" if partition is not None else ""
+                raise ConflictError(
+                    f"asset {asset!r}{where} key {key!r} was changed by another writer while "
+                    f"this run held its writes back (version {expected} -> {actual}); "
+                    "nothing was committed: run it again"
+                )
+
+
+class BufferedAssetStore(AssetStore):
+    """An :class:`AssetStore` whose writes go to a :class:`StoreBuffer`."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        instance: Instance,
+        asset: str,
+        buffer: StoreBuffer,
+        partition_key: str | None = None,
+    ) -> None:
+        super().__init__(instance, asset, partition_key)
+        self._backend = buffer  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Buffered" + super().__repr__()
+
+    def partition(self, partition_key: str) -> AssetStore:
+        scoped = super().partition(partition_key)
+        return BufferedAssetStore(
+            self._instance,
+            self.asset,
+            self._backend,  # type: ignore[arg-type]
+            scoped.partition_key,
+        )

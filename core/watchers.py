@@ -25,8 +25,7 @@ from .backend import NewEvent
 from .errors import StoreValueError
 from .instance import use_instance
 from .models import Asset, AssetEvent, AssetWatcher
-from .runtime import BufferedAssetStore, StoreBuffer
-from .store import AssetStore
+from .store import AssetStore, BufferedAssetStore, StoreBuffer
 from .uri import mask_url, uri_scheme
 from .values import MAX_KEY_LENGTH, encode_extra
 

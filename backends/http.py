@@ -13,7 +13,6 @@ asked of the server on first use.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,73 +29,10 @@ from assetry.backend import (
 )
 from assetry.client import Client, resolve_token
 from assetry.models import AssetEvent
+from assetry.server import backend_models as wire
 from assetry.server.protocol import BACKEND_PREFIX, MAX_EVENTS_PER_REQUEST
 
 __all__ = ["HTTPBackend"]
-
-
-def _time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text) if text else None
-
-
-def _record(data: dict[str, Any] | None) -> AssetRecord | None:
-    if data is None:
-        return None
-    return AssetRecord(
-        name=data["name"],
-        uri=data["uri"],
-        group=data["group"],
-        extra=data["extra"],
-        active=data["active"],
-        created_at=_time(data.get("created_at")),
-        updated_at=_time(data.get("updated_at")),
-    )
-
-
-def _entry(data: dict[str, Any] | None) -> StoreEntry | None:
-    if data is None:
-        return None
-    return StoreEntry(
-        key=data["key"],
-        value_json=data["value_json"],
-        version=data["version"],
-        partition=data.get("partition"),
-        updated_at=_time(data.get("updated_at")),
-    )
-
-
-def _event(data: dict[str, Any]) -> AssetEvent:
-    timestamp = _time(data["timestamp"])
-    assert timestamp is not None
-    return AssetEvent(
-        id=data["id"],
-        asset_name=data["asset_name"],
-        asset_uri=data["asset_uri"],
-        timestamp=timestamp,
-        extra=data.get("extra") or {},
-        partition_key=data.get("partition_key"),
-        source_task_id=data.get("source_task_id"),
-        source_run_id=data.get("source_run_id"),
-        aliases=tuple(data.get("aliases") or ()),
-    )
-
-
-def _new_event(ev: NewEvent) -> dict[str, Any]:
-    return {
-        "asset": ev.asset,
-        "extra_json": ev.extra_json,
-        "partition_key": ev.partition_key,
-        "source_task_id": ev.source_task_id,
-        "source_run_id": ev.source_run_id,
-        "aliases": list(ev.aliases),
-        "timestamp": ev.timestamp.isoformat() if ev.timestamp else None,
-    }
-
-
-def _with_version(arguments: dict[str, Any], expected_version: Any) -> dict[str, Any]:
-    if expected_version is not ANY_VERSION:
-        arguments["expected_version"] = expected_version
-    return arguments
 
 
 class HTTPBackend(StateBackend):
@@ -133,8 +69,10 @@ class HTTPBackend(StateBackend):
         """What the server's backend can do, asked once."""
         with self._lock:
             if self._capabilities is None:
-                info = self._client.request("GET", f"{BACKEND_PREFIX}/info")
-                self._capabilities = Capabilities(**info["capabilities"])
+                info = wire.BackendInfoOut.model_validate(
+                    self._client.request("GET", f"{BACKEND_PREFIX}/info")
+                )
+                self._capabilities = Capabilities(**info.capabilities)
             return self._capabilities
 
     def describe(self) -> str:
@@ -144,39 +82,38 @@ class HTTPBackend(StateBackend):
         self._client.close()
 
     def schema_status(self) -> dict[str, str | None]:
-        status: dict[str, str | None] = self._client.call("schema_status")["status"]
-        return status
+        return self._client.call("schema_status", None, wire.SchemaStatusOut).status
 
     # -- registry ------------------------------------------------------------------------------
 
     def register_asset(
         self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
     ) -> AssetRecord:
-        data = self._client.call(
-            "register_asset", {"name": name, "uri": uri, "group": group, "extra_json": extra_json}
-        )
-        record = _record(data["asset"])
+        body = wire.RegisterRawIn(name=name, uri=uri, group=group, extra_json=extra_json)
+        record = wire.to_record(self._client.call("register_asset", body, wire.AssetMaybeOut).asset)
         assert record is not None
         return record
 
     def deactivate_asset(self, name: str) -> bool:
-        return bool(self._client.call("deactivate_asset", {"name": name})["result"])
+        return self._client.call("deactivate_asset", wire.NameIn(name=name), wire.FlagOut).result
 
     def get_asset(self, name: str) -> AssetRecord | None:
-        return _record(self._client.call("get_asset", {"name": name})["asset"])
+        out = self._client.call("get_asset", wire.NameIn(name=name), wire.AssetMaybeOut)
+        return wire.to_record(out.asset)
 
     def get_asset_by_uri(self, uri: str) -> AssetRecord | None:
-        return _record(self._client.call("get_asset_by_uri", {"uri": uri})["asset"])
+        out = self._client.call("get_asset_by_uri", wire.UriIn(uri=uri), wire.AssetMaybeOut)
+        return wire.to_record(out.asset)
 
     def list_assets(self, *, active: bool | None = None) -> list[AssetRecord]:
-        data = self._client.call("list_assets", {"active": active})
-        return [r for r in map(_record, data["assets"]) if r is not None]
+        out = self._client.call("list_assets", wire.ListAssetsIn(active=active), wire.AssetsOut)
+        return [r for r in map(wire.to_record, out.assets) if r is not None]
 
     # -- store ---------------------------------------------------------------------------------
 
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
-        data = self._client.call("store_get", {"asset": asset, "key": key, "partition": partition})
-        return _entry(data["entry"])
+        body = wire.KeyIn(asset=asset, key=key, partition=partition)
+        return wire.to_entry(self._client.call("store_get", body, wire.EntryMaybeOut).entry)
 
     def store_set(
         self,
@@ -187,9 +124,14 @@ class HTTPBackend(StateBackend):
         *,
         expected_version: Any = ANY_VERSION,
     ) -> int:
-        arguments = {"asset": asset, "key": key, "value_json": value_json, "partition": partition}
-        data = self._client.call("store_set", _with_version(arguments, expected_version))
-        return int(data["version"])
+        body = wire.StoreSetRawIn(
+            asset=asset,
+            key=key,
+            value_json=value_json,
+            partition=partition,
+            **wire.versioned(expected_version),
+        )
+        return self._client.call("store_set", body, wire.VersionOut).version
 
     def store_delete(
         self,
@@ -199,37 +141,38 @@ class HTTPBackend(StateBackend):
         *,
         expected_version: Any = ANY_VERSION,
     ) -> bool:
-        arguments = {"asset": asset, "key": key, "partition": partition}
-        data = self._client.call("store_delete", _with_version(arguments, expected_version))
-        return bool(data["result"])
+        body = wire.StoreDeleteRawIn(
+            asset=asset, key=key, partition=partition, **wire.versioned(expected_version)
+        )
+        return self._client.call("store_delete", body, wire.FlagOut).result
 
     def store_clear(
         self, asset: str, partition: str | None = None, *, all_partitions: bool = False
     ) -> int:
-        data = self._client.call(
-            "store_clear",
-            {"asset": asset, "partition": partition, "all_partitions": all_partitions},
-        )
-        return int(data["count"])
+        body = wire.StoreClearIn(asset=asset, partition=partition, all_partitions=all_partitions)
+        return self._client.call("store_clear", body, wire.CountOut).count
 
     def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
-        data = self._client.call("store_entries", {"asset": asset, "partition": partition})
-        return [e for e in map(_entry, data["entries"]) if e is not None]
+        body = wire.NamespaceIn(asset=asset, partition=partition)
+        out = self._client.call("store_entries", body, wire.EntriesRawOut)
+        return [e for e in map(wire.to_entry, out.entries) if e is not None]
 
     def store_keys(self, asset: str, partition: str | None = None) -> list[str]:
-        data = self._client.call("store_keys", {"asset": asset, "partition": partition})
-        return list(data["names"])
+        body = wire.NamespaceIn(asset=asset, partition=partition)
+        return self._client.call("store_keys", body, wire.NamesOut).names
 
     def store_partitions(self, asset: str) -> list[str]:
-        return list(self._client.call("store_partitions", {"asset": asset})["names"])
+        body = wire.AssetIn(asset=asset)
+        return self._client.call("store_partitions", body, wire.NamesOut).names
 
     # -- events --------------------------------------------------------------------------------
 
     def append_events(self, events: Sequence[NewEvent]) -> list[AssetEvent]:
         if not events:
             return []
-        data = self._client.call("append_events", {"events": [_new_event(e) for e in events]})
-        return [_event(e) for e in data["events"]]
+        body = wire.AppendIn(events=[wire.new_event_in(e) for e in events])
+        out = self._client.call("append_events", body, wire.EventsOut)
+        return [wire.to_event(e) for e in out.events]
 
     def query_events(self, query: EventQuery) -> list[AssetEvent]:
         """One request per page of at most the server's page size, walking the id cursor."""
@@ -242,21 +185,21 @@ class HTTPBackend(StateBackend):
                 if remaining is None
                 else min(remaining, MAX_EVENTS_PER_REQUEST)
             )
-            data = self._client.call(
-                "query_events",
-                {
-                    "asset": query.asset,
-                    "after": after,
-                    "before": before,
-                    "since": query.since.isoformat() if query.since else None,
-                    "until": query.until.isoformat() if query.until else None,
-                    "partition_key": query.partition_key,
-                    "alias": query.alias,
-                    "limit": size,
-                    "descending": query.descending,
-                },
+            body = wire.QueryIn(
+                asset=query.asset,
+                after=after,
+                before=before,
+                since=query.since,
+                until=query.until,
+                partition_key=query.partition_key,
+                alias=query.alias,
+                limit=size,
+                descending=query.descending,
             )
-            page = [_event(e) for e in data["events"]]
+            page = [
+                wire.to_event(e)
+                for e in self._client.call("query_events", body, wire.EventsOut).events
+            ]
             out += page
             if remaining is not None:
                 remaining -= len(page)
@@ -268,61 +211,52 @@ class HTTPBackend(StateBackend):
                 after = page[-1].id
 
     def latest_events(self, assets: Sequence[str] | None = None) -> dict[str, AssetEvent]:
-        data = self._client.call(
-            "latest_events", {"assets": list(assets) if assets is not None else None}
-        )
-        return {name: _event(e) for name, e in data["events"].items()}
+        body = wire.LatestIn(assets=list(assets) if assets is not None else None)
+        out = self._client.call("latest_events", body, wire.LatestEventsOut)
+        return {name: wire.to_event(e) for name, e in out.events.items()}
 
     def latest_partition_events(self, asset: str) -> dict[str, AssetEvent]:
-        data = self._client.call("latest_partition_events", {"asset": asset})
-        return {key: _event(e) for key, e in data["events"].items()}
+        body = wire.AssetIn(asset=asset)
+        out = self._client.call("latest_partition_events", body, wire.LatestEventsOut)
+        return {key: wire.to_event(e) for key, e in out.events.items()}
 
     def alias_targets(self, alias: str) -> list[str]:
-        return list(self._client.call("alias_targets", {"alias": alias})["assets"])
+        body = wire.AliasIn(alias=alias)
+        return self._client.call("alias_targets", body, wire.AliasTargetsOut).assets
 
     def import_events(self, events: Sequence[AssetEvent]) -> int:
         if not events:
             return 0
-        data = self._client.call("import_events", {"events": [e.to_dict() for e in events]})
-        return int(data["count"])
+        body = wire.ImportIn(events=[wire.event_in(e) for e in events])
+        return self._client.call("import_events", body, wire.CountOut).count
 
     def delete_events(self, asset: str, ids: Sequence[int]) -> int:
-        data = self._client.call("delete_events", {"asset": asset, "ids": list(ids)})
-        return int(data["count"])
+        body = wire.DeleteEventsIn(asset=asset, ids=list(ids))
+        return self._client.call("delete_events", body, wire.CountOut).count
 
     # -- cursors -------------------------------------------------------------------------------
 
     def get_cursors(self, consumer: str) -> dict[str, int]:
-        return dict(self._client.call("get_cursors", {"consumer": consumer})["cursors"])
+        body = wire.ConsumerIn(consumer=consumer)
+        return self._client.call("get_cursors", body, wire.CursorsOut).cursors
 
     def set_cursors(self, consumer: str, cursors: Mapping[str, int]) -> None:
-        self._client.call("set_cursors", {"consumer": consumer, "cursors": dict(cursors)})
+        body = wire.SetCursorsIn(consumer=consumer, cursors=dict(cursors))
+        self._client.call("set_cursors", body, wire.CountOut)
 
     def list_consumers(self) -> list[str]:
-        return list(self._client.call("list_consumers")["names"])
+        return self._client.call("list_consumers", None, wire.NamesOut).names
 
     # -- maintenance and batches ---------------------------------------------------------------
 
     def sweep(self, *, batch_size: int = 1000) -> int:
-        return int(self._client.call("sweep", {"batch_size": batch_size})["count"])
+        body = wire.SweepIn(batch_size=batch_size)
+        return self._client.call("sweep", body, wire.CountOut).count
 
     def apply(self, writes: Sequence[StoreWrite], events: Sequence[NewEvent]) -> list[AssetEvent]:
-        data = self._client.call(
-            "apply",
-            {
-                "writes": [
-                    _with_version(
-                        {
-                            "asset": w.asset,
-                            "key": w.key,
-                            "value_json": w.value_json,
-                            "partition": w.partition,
-                        },
-                        w.expected_version,
-                    )
-                    for w in writes
-                ],
-                "events": [_new_event(e) for e in events],
-            },
+        body = wire.ApplyIn(
+            writes=[wire.store_write_in(w) for w in writes],
+            events=[wire.new_event_in(e) for e in events],
         )
-        return [_event(e) for e in data["events"]]
+        out = self._client.call("apply", body, wire.AppliedOut)
+        return [wire.to_event(e) for e in out.events]

@@ -13,7 +13,9 @@ same with the token given in code. Errors come back as the exceptions the server
 token is an :class:`AccessDeniedError`; an unreachable server is a
 :class:`~assetry.BackendUnavailableError`.
 
-Needs ``httpx`` (``pip install 'assetry[server]'``).
+Needs the ``server`` extra (``pip install 'assetry[server]'``): ``httpx`` for the
+transport and ``pydantic`` for the request and response bodies, which are the server's own
+models (:mod:`assetry.server.backend_models`), so client and server state the contract once.
 """
 
 from __future__ import annotations
@@ -22,23 +24,19 @@ import json
 import os
 import socket
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import (
-    AssetInactiveError,
-    AssetNotFoundError,
     AssetryError,
     BackendUnavailableError,
     ConfigurationError,
-    ConflictError,
-    StoreValueError,
-    ValidationError,
 )
-from .server.protocol import BACKEND_PREFIX
+from .server.protocol import BACKEND_PREFIX, ERROR_TYPES, AccessDeniedError
 
 if TYPE_CHECKING:
     import httpx
+    from pydantic import BaseModel
 
     from .instance import Instance
 
@@ -57,25 +55,7 @@ TOKEN_ENV = "ASSETRY_HTTP_TOKEN"
 DEFAULT_CONN_ID = "assetry_default"
 
 
-class AccessDeniedError(AssetryError, PermissionError):
-    """The server refused the token (401), or the token may not do this (403)."""
-
-
-#: Error types from the server, back to exceptions (unknown types: AssetryError).
-_EXCEPTIONS: dict[str, type[BaseException]] = {
-    "asset_not_found": AssetNotFoundError,
-    "asset_inactive": AssetInactiveError,
-    "conflict": ConflictError,
-    "invalid_value": StoreValueError,
-    "payload_too_large": StoreValueError,
-    "validation_failed": ValidationError,
-    "invalid_argument": ValueError,
-    "invalid_request": ValueError,
-    "not_implemented": NotImplementedError,
-    "unauthorized": AccessDeniedError,
-    "forbidden": AccessDeniedError,
-    "backend_unavailable": BackendUnavailableError,
-}
+M = TypeVar("M", bound="BaseModel")
 
 
 def resolve_token(token: str | None = None, conn_id: str | None = None) -> str | None:
@@ -125,9 +105,10 @@ class Client:
     ) -> None:
         try:
             import httpx
-        except ImportError:  # pragma: no cover - httpx comes with the server extra
+            import pydantic  # noqa: F401  (the bodies of the backend family)
+        except ImportError as exc:  # pragma: no cover - both come with the server extra
             raise ConfigurationError(
-                "the assetry HTTP client needs httpx: pip install 'assetry[server]'"
+                f"the assetry HTTP client needs {exc.name}: pip install 'assetry[server]'"
             ) from None
         self.url = _base_url(url)
         headers = {"accept": "application/json", "user-agent": "assetry-client"}
@@ -172,12 +153,22 @@ class Client:
     ) -> Any:
         """Send one request to ``path`` (below the server URL) and return the decoded JSON."""
         content = None
-        headers = None
         if body is not None:
             content = json.dumps(
                 body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
-            headers = {"content-type": "application/json"}
+        data = self._send(method, path, content, params)
+        return json.loads(data) if data else None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """One request; the response body, or the server's error raised as an exception."""
+        headers = {"content-type": "application/json"} if content is not None else None
         try:
             response = self._http.request(
                 method, path, content=content, params=params, headers=headers
@@ -189,13 +180,14 @@ class Client:
             ) from None
         if response.status_code >= 400:
             raise self._error(response)
-        if not response.content:
-            return None
-        return json.loads(response.content)
+        return response.content
 
-    def call(self, method: str, arguments: Mapping[str, Any] | None = None) -> Any:
-        """Call one StateBackend method on the server's backend (the backend family)."""
-        return self.request("POST", f"{BACKEND_PREFIX}/{method}", body=dict(arguments or {}))
+    def call(self, method: str, body: BaseModel | None, returns: type[M]) -> M:
+        """Call one StateBackend method on the server's backend (the backend family): the
+        request and the answer are the bodies of :mod:`assetry.server.backend_models`."""
+        content = body.model_dump_json(exclude_unset=True) if body is not None else "{}"
+        data = self._send("POST", f"{BACKEND_PREFIX}/{method}", content.encode("utf-8"))
+        return returns.model_validate_json(data)
 
     def _error(self, response: httpx.Response) -> BaseException:
         kind, message = "", ""
@@ -204,8 +196,8 @@ class Client:
             kind, message = str(error.get("type", "")), str(error.get("message", ""))
         except (ValueError, AttributeError):
             pass
-        exc_class = _EXCEPTIONS.get(kind)
-        if exc_class is None:
+        row = ERROR_TYPES.get(kind)
+        if row is None:
             status = response.status_code
             text = message or response.reason_phrase
             if status >= 500:
@@ -213,9 +205,9 @@ class Client:
                     f"the assetry server at {self.url} failed ({status}): {text}"
                 )
             return AssetryError(f"the assetry server at {self.url} answered {status}: {text}")
-        if exc_class is AccessDeniedError:
+        if row.raised_as is AccessDeniedError:
             message = f"the assetry server at {self.url} refused: {message}"
-        return exc_class(message)
+        return row.raised_as(message)
 
 
 def connect(

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
+# botocore must never probe an instance-metadata address when no credentials are set
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
 REQUIRE_SERVICES = os.environ.get("ASSETRY_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
 
 PG_URL = os.environ.get("ASSETRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

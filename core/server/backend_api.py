@@ -13,237 +13,67 @@ answers writes with 404; sweeping needs a token that reaches every group.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from ..backend import ANY_VERSION, EventQuery, NewEvent, StoreWrite
+from ..backend import EventQuery, NewEvent, StoreWrite
 from ..errors import StoreValueError
 from ..models import AssetEvent, validate_name
 from ..uri import normalize_uri
 from ..values import encode_extra, encode_value, validate_key, validate_partition_key
 from .api import errors
-from .deps import InstanceDep, ReadScope, Scope, WriteScope
-from .protocol import BACKEND_PREFIX, MAX_EVENTS_PER_REQUEST
-from .schemas import (
-    MAX_ID,
+from .backend_models import (
+    MAX_RAW_PAGE,
+    AliasIn,
     AliasTargetsOut,
+    AppendIn,
     AppliedOut,
-    AssetOut,
+    ApplyIn,
+    AssetIn,
+    AssetMaybeOut,
+    AssetsOut,
     BackendInfoOut,
+    ConsumerIn,
     CountOut,
     CursorsOut,
+    DeleteEventsIn,
+    EntriesRawOut,
+    EntryMaybeOut,
     EventsOut,
+    FlagOut,
+    ImportIn,
+    KeyIn,
     LatestEventsOut,
+    LatestIn,
+    ListAssetsIn,
+    NameIn,
     NamesOut,
-    RawEntryOut,
-    Text,
-    utc,
+    NamespaceIn,
+    NewEventIn,
+    QueryIn,
+    RegisterRawIn,
+    SchemaStatusOut,
+    SetCursorsIn,
+    StoreClearIn,
+    StoreDeleteRawIn,
+    StoreSetRawIn,
+    SweepIn,
+    UriIn,
+    VersionOut,
+    expected_version,
+    raw_entry,
 )
+from .deps import InstanceDep, ReadScope, Scope, WriteScope
+from .protocol import BACKEND_PREFIX
+from .schemas import utc
 
 __all__ = ["router"]
 
-MAX_RAW_PAGE = MAX_EVENTS_PER_REQUEST
-
 router = APIRouter(prefix=BACKEND_PREFIX, tags=["backend"])
-
-_forbid = ConfigDict(extra="forbid")
-Name = Annotated[Text, Field(description="An asset name.")]
-Id = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
-
-
-# -- request bodies --------------------------------------------------------------------------
-
-
-class NameIn(BaseModel):
-    model_config = _forbid
-    name: Name
-
-
-class UriIn(BaseModel):
-    model_config = _forbid
-    uri: Text
-
-
-class RegisterRawIn(BaseModel):
-    model_config = _forbid
-    name: Name
-    uri: Text
-    group: Text = "asset"
-    extra_json: Text = "{}"
-
-
-class ListAssetsIn(BaseModel):
-    model_config = _forbid
-    active: StrictBool | None = None
-
-
-class AssetIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-
-
-class NamespaceIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-    partition: Text | None = None
-
-
-class KeyIn(NamespaceIn):
-    key: Text
-
-
-class StoreSetRawIn(KeyIn):
-    """Leave ``expected_version`` out to write unconditionally; ``null`` means "only if
-    absent"."""
-
-    value_json: Text
-    expected_version: Id | None = None
-
-
-class StoreDeleteRawIn(KeyIn):
-    expected_version: Id | None = None
-
-
-class StoreClearIn(NamespaceIn):
-    all_partitions: StrictBool = False
-
-
-class NewEventIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-    extra_json: Text = "{}"
-    partition_key: Text | None = None
-    source_task_id: Text | None = None
-    source_run_id: Text | None = None
-    aliases: list[Text] = []
-    timestamp: dt.datetime | None = None
-
-
-class AppendIn(BaseModel):
-    model_config = _forbid
-    events: list[NewEventIn]
-
-
-class QueryIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-    after: Id | None = None
-    before: Id | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    partition_key: Text | None = None
-    alias: Text | None = None
-    limit: Annotated[StrictInt, Field(ge=0, le=MAX_RAW_PAGE)] | None = Field(
-        default=None, description=f"At most {MAX_RAW_PAGE}; leave out for a full page."
-    )
-    descending: StrictBool = False
-
-
-class LatestIn(BaseModel):
-    model_config = _forbid
-    assets: list[Name] | None = None
-
-
-class AliasIn(BaseModel):
-    model_config = _forbid
-    alias: Text
-
-
-class EventIn(BaseModel):
-    """An event with its id, for import."""
-
-    model_config = _forbid
-    id: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
-    asset_name: Name
-    asset_uri: Text
-    timestamp: dt.datetime
-    extra: dict[str, Any] = {}
-    partition_key: Text | None = None
-    source_task_id: Text | None = None
-    source_run_id: Text | None = None
-    aliases: list[Text] = []
-
-
-class ImportIn(BaseModel):
-    model_config = _forbid
-    events: list[EventIn]
-
-
-class DeleteEventsIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-    ids: list[Id]
-
-
-class ConsumerIn(BaseModel):
-    model_config = _forbid
-    consumer: Text
-
-
-class SetCursorsIn(BaseModel):
-    model_config = _forbid
-    consumer: Text
-    cursors: dict[Text, Id]
-
-
-class SweepIn(BaseModel):
-    model_config = _forbid
-    batch_size: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1000
-
-
-class StoreWriteIn(BaseModel):
-    model_config = _forbid
-    asset: Name
-    key: Text
-    value_json: Text | None = Field(description="The value's JSON; null deletes the key.")
-    partition: Text | None = None
-    expected_version: Id | None = Field(
-        default=None,
-        description='Leave out to write unconditionally; null means "only if absent".',
-    )
-
-
-class ApplyIn(BaseModel):
-    model_config = _forbid
-    writes: list[StoreWriteIn] = []
-    events: list[NewEventIn] = []
-
-
-# -- response bodies (documentation; the routes answer the same shapes) ------------------------
-
-
-class AssetMaybeOut(BaseModel):
-    asset: AssetOut | None
-
-
-class AssetsOut(BaseModel):
-    assets: list[AssetOut]
-
-
-class EntryMaybeOut(BaseModel):
-    entry: RawEntryOut | None
-
-
-class EntriesRawOut(BaseModel):
-    entries: list[RawEntryOut]
-
-
-class VersionOut(BaseModel):
-    version: int
-
-
-class FlagOut(BaseModel):
-    result: bool
-
-
-class SchemaStatusOut(BaseModel):
-    status: dict[str, str | None]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -280,26 +110,8 @@ def _partition(partition: str | None) -> str | None:
     return validate_partition_key(partition) if partition is not None else None
 
 
-def _expected(body: BaseModel) -> Any:
-    if "expected_version" in body.model_fields_set:
-        return body.expected_version  # type: ignore[attr-defined]
-    return ANY_VERSION
-
-
 def _event(event: AssetEvent) -> dict[str, Any]:
     return event.to_dict()
-
-
-def _entry(entry: Any) -> dict[str, Any] | None:
-    if entry is None:
-        return None
-    return {
-        "key": entry.key,
-        "value_json": entry.value_json,
-        "version": entry.version,
-        "partition": entry.partition,
-        "updated_at": entry.updated_at.isoformat() if entry.updated_at else None,
-    }
 
 
 def _new_event(ev: NewEventIn, max_bytes: int) -> NewEvent:
@@ -416,7 +228,7 @@ def store_get(body: KeyIn, scope: ReadScope) -> Any:
     key, partition = validate_key(body.key), _partition(body.partition)
     if not scope.readable(body.asset):
         return ok({"entry": None})
-    return ok({"entry": _entry(scope.backend.store_get(body.asset, key, partition))})
+    return ok({"entry": raw_entry(scope.backend.store_get(body.asset, key, partition))})
 
 
 @router.post(
@@ -430,7 +242,7 @@ def store_set(body: StoreSetRawIn, scope: WriteScope, instance: InstanceDep) -> 
     value_json = _value(body.value_json, instance.max_value_bytes)
     scope.check_writable(body.asset)
     version = scope.backend.store_set(
-        body.asset, key, value_json, partition, expected_version=_expected(body)
+        body.asset, key, value_json, partition, expected_version=expected_version(body)
     )
     return ok({"version": version})
 
@@ -445,7 +257,7 @@ def store_delete(body: StoreDeleteRawIn, scope: WriteScope) -> Any:
     key, partition = validate_key(body.key), _partition(body.partition)
     scope.check_writable(body.asset)
     deleted = scope.backend.store_delete(
-        body.asset, key, partition, expected_version=_expected(body)
+        body.asset, key, partition, expected_version=expected_version(body)
     )
     return ok({"result": deleted})
 
@@ -470,7 +282,9 @@ def store_entries(body: NamespaceIn, scope: ReadScope) -> Any:
     partition = _partition(body.partition)
     if not scope.readable(body.asset):
         return ok({"entries": []})
-    return ok({"entries": [_entry(e) for e in scope.backend.store_entries(body.asset, partition)]})
+    return ok(
+        {"entries": [raw_entry(e) for e in scope.backend.store_entries(body.asset, partition)]}
+    )
 
 
 @router.post("/store_keys", summary="store_keys()", response_model=NamesOut, responses=errors())
@@ -650,7 +464,7 @@ def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
             key=validate_key(w.key),
             value_json=_value(w.value_json, limit) if w.value_json is not None else None,
             partition=_partition(w.partition),
-            expected_version=_expected(w),
+            expected_version=expected_version(w),
         )
         for w in body.writes
     ]

@@ -8,6 +8,7 @@ framework, so the client can use it without the server's dependencies.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,9 @@ __all__ = [
     "API_PREFIX",
     "BACKEND_PREFIX",
     "ERROR_KINDS",
+    "ERROR_TYPES",
     "MAX_EVENTS_PER_REQUEST",
+    "AccessDeniedError",
     "ApiError",
     "ErrorKind",
     "classify",
@@ -41,38 +44,57 @@ BACKEND_PREFIX = f"{API_PREFIX}/backend"
 MAX_EVENTS_PER_REQUEST = 10_000
 
 
+class AccessDeniedError(AssetryError, PermissionError):
+    """The server refused the token (401), or the token may not do this (403)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
-    """One row of the table: exceptions of ``exc`` answer ``status`` with ``type``."""
+    """One row of the error table: the server answers ``status`` with ``type`` for the
+    exceptions in ``answers``, and the client raises ``raised_as`` for that type."""
 
-    exc: type[BaseException]
-    status: int
     type: str
+    status: int
+    raised_as: builtins.type[BaseException]
+    answers: tuple[builtins.type[BaseException], ...] = ()
 
 
-#: First match wins, so subclasses come before their bases.
+#: The one table of error types. The server's match runs in this order (first match
+#: wins), so subclasses come before their bases; rows with no ``answers`` are raised by
+#: the server itself (authentication, request validation, body size).
 ERROR_KINDS: tuple[ErrorKind, ...] = (
-    ErrorKind(AssetNotFoundError, 404, "asset_not_found"),
-    ErrorKind(AssetInactiveError, 409, "asset_inactive"),
-    ErrorKind(ConflictError, 409, "conflict"),
-    ErrorKind(StoreValueError, 422, "invalid_value"),
-    ErrorKind(ValidationError, 422, "validation_failed"),
-    ErrorKind(SchemaVersionError, 503, "backend_unavailable"),
-    ErrorKind(BackendUnavailableError, 503, "backend_unavailable"),
-    ErrorKind(NotImplementedError, 501, "not_implemented"),
+    ErrorKind("asset_not_found", 404, AssetNotFoundError, (AssetNotFoundError,)),
+    ErrorKind("asset_inactive", 409, AssetInactiveError, (AssetInactiveError,)),
+    ErrorKind("conflict", 409, ConflictError, (ConflictError,)),
+    ErrorKind("invalid_value", 422, StoreValueError, (StoreValueError,)),
+    ErrorKind("validation_failed", 422, ValidationError, (ValidationError,)),
+    ErrorKind(
+        "backend_unavailable",
+        503,
+        BackendUnavailableError,
+        (SchemaVersionError, BackendUnavailableError),
+    ),
+    ErrorKind("not_implemented", 501, NotImplementedError, (NotImplementedError,)),
     # bad input that the core rejects with the built-in types (names, URIs, timestamps)
-    ErrorKind(ValueError, 422, "invalid_argument"),
-    ErrorKind(TypeError, 422, "invalid_argument"),
+    ErrorKind("invalid_argument", 422, ValueError, (ValueError, TypeError)),
+    ErrorKind("invalid_request", 422, ValueError),
+    ErrorKind("payload_too_large", 413, StoreValueError),
+    ErrorKind("unauthorized", 401, AccessDeniedError),
+    ErrorKind("forbidden", 403, AccessDeniedError),
 )
+
+#: Error type -> the row, for the client.
+ERROR_TYPES: dict[str, ErrorKind] = {kind.type: kind for kind in ERROR_KINDS}
 
 
 def classify(exc: BaseException) -> ErrorKind | None:
     """The table row for ``exc``; ``None`` for an unexpected error (answered with 500)."""
     for kind in ERROR_KINDS:
-        if isinstance(exc, kind.exc):
-            if kind.exc in (ValueError, TypeError) and _is_internal(exc):
-                return None
-            return kind
+        for answered in kind.answers:
+            if isinstance(exc, answered):
+                if answered in (ValueError, TypeError) and _is_internal(exc):
+                    return None
+                return kind
     return None
 
 

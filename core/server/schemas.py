@@ -10,18 +10,19 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from ..models import MAX_NAME_LENGTH
+
 __all__ = [
+    "MAX_ALIASES",
+    "MAX_ALIASES_BYTES",
     "MAX_ID",
-    "AliasTargetsOut",
-    "AppliedOut",
+    "MAX_SOURCE_ID_LENGTH",
+    "Aliases",
     "AssetDetailOut",
     "AssetListOut",
     "AssetOut",
     "AssetSummaryOut",
-    "BackendInfoOut",
     "ClearedOut",
-    "CountOut",
-    "CursorsOut",
     "DeactivatedOut",
     "DeletedOut",
     "EntriesOut",
@@ -31,12 +32,9 @@ __all__ = [
     "EventCreateIn",
     "EventOut",
     "EventPageOut",
-    "EventsOut",
     "HealthOut",
-    "LatestEventsOut",
-    "NamesOut",
-    "RawEntryOut",
     "RegisterIn",
+    "SourceId",
     "StoreSetIn",
     "StoreWrittenOut",
     "Text",
@@ -61,6 +59,33 @@ def _storable(text: str) -> str:
 
 #: A string field of a request body.
 Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+#: The longest ``source_task_id`` / ``source_run_id`` a request may carry.
+MAX_SOURCE_ID_LENGTH = 1024
+#: The most aliases one event may be emitted through, and their total UTF-8 size: what
+#: every backend stores in one row, whatever its text column's limit.
+MAX_ALIASES = 100
+MAX_ALIASES_BYTES = 16 * 1024
+
+#: ``source_task_id`` / ``source_run_id``.
+SourceId = Annotated[Text, Field(max_length=MAX_SOURCE_ID_LENGTH)]
+
+
+def _aliases_fit(aliases: list[str]) -> list[str]:
+    size = sum(len(a.encode("utf-8")) for a in aliases)
+    if size > MAX_ALIASES_BYTES:
+        raise ValueError(
+            f"the alias names take {size} bytes together; at most {MAX_ALIASES_BYTES} fit"
+        )
+    return aliases
+
+
+#: The alias names an event is emitted through.
+Aliases = Annotated[
+    list[Annotated[Text, Field(min_length=1, max_length=MAX_NAME_LENGTH)]],
+    Field(max_length=MAX_ALIASES),
+    AfterValidator(_aliases_fit),
+]
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -192,9 +217,9 @@ class EventCreateIn(BaseModel):
     model_config = _forbid
     extra: dict[str, Any] | None = None
     partition_key: Text | None = None
-    source_task_id: Text | None = None
-    source_run_id: Text | None = None
-    aliases: list[Text] = []
+    source_task_id: SourceId | None = None
+    source_run_id: SourceId | None = None
+    aliases: Aliases = []
     timestamp: dt.datetime | None = Field(
         default=None, description="When the update happened (default: now); naive means UTC."
     )
@@ -206,49 +231,3 @@ class EventPageOut(BaseModel):
         description="Pass as `after` (ascending) or `before` (descending) for the next page; "
         "null when this page is the last."
     )
-
-
-# -- the backend family ---------------------------------------------------------------------
-
-
-class BackendInfoOut(BaseModel):
-    backend: str = Field(description="The entry-point name of the server's state backend.")
-    capabilities: dict[str, bool]
-    max_value_bytes: int
-    max_body_bytes: int
-
-
-class RawEntryOut(BaseModel):
-    key: str
-    value_json: str
-    version: int
-    partition: str | None = None
-    updated_at: dt.datetime | None = None
-
-
-class EventsOut(BaseModel):
-    events: list[EventOut]
-
-
-class LatestEventsOut(BaseModel):
-    events: dict[str, EventOut]
-
-
-class NamesOut(BaseModel):
-    names: list[str]
-
-
-class AliasTargetsOut(BaseModel):
-    assets: list[str]
-
-
-class CountOut(BaseModel):
-    count: int
-
-
-class CursorsOut(BaseModel):
-    cursors: dict[str, int]
-
-
-class AppliedOut(BaseModel):
-    events: list[EventOut]

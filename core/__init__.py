@@ -22,6 +22,7 @@ from .errors import (
     PluginError,
     SchemaVersionError,
     StoreValueError,
+    TableVersionError,
     UnsupportedSchemeError,
     ValidationError,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "StateBackend",
     "StoreEntry",
     "StoreValueError",
+    "TableVersionError",
     "Trigger",
     "Unique",
     "UnsupportedSchemeError",

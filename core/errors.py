@@ -18,6 +18,7 @@ __all__ = [
     "PluginError",
     "SchemaVersionError",
     "StoreValueError",
+    "TableVersionError",
     "UnsupportedSchemeError",
     "ValidationError",
 ]
@@ -73,6 +74,11 @@ class ValidationError(AssetryError, ValueError):
         super().__init__(message)
         self.check = check
         self.details = details
+
+
+class TableVersionError(AssetryError, ValueError):
+    """A read pinned to a table version (``connect(asset, as_of=...)``) cannot be served: the
+    IO manager keeps no versions, the event names none, or the version has been vacuumed."""
 
 
 class BackendUnavailableError(AssetryError):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import plugins
-from .errors import UnsupportedSchemeError
-from .models import Asset
+from .errors import TableVersionError, UnsupportedSchemeError
+from .models import Asset, AssetEvent
 from .uri import uri_scheme
 from .urls import render_url, split_format
 
@@ -31,12 +31,24 @@ if TYPE_CHECKING:
 
     from .config import Settings
 
-__all__ = ["AssetHandle", "IOManager", "IOManagerDispatcher", "WriteResult", "to_arrow"]
+__all__ = [
+    "AsOf",
+    "AssetHandle",
+    "IOManager",
+    "IOManagerDispatcher",
+    "WriteResult",
+    "table_version_of",
+    "to_arrow",
+]
+
+#: What ``connect(asset, as_of=...)`` takes: an event (whose write it pins) or a version.
+AsOf = AssetEvent | int
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What a write did: rows, bytes (where known), seconds, and check warnings."""
+    """What a write did: rows, bytes (where known), seconds, check warnings and, for table
+    formats, the table version the write committed (Delta version, Iceberg snapshot id)."""
 
     rows: int
     bytes: int | None
@@ -44,6 +56,7 @@ class WriteResult:
     mode: str
     partition: str | None = None
     warnings: tuple[str, ...] = ()
+    table_version: int | None = None
 
     def to_extra(self) -> dict[str, Any]:
         """The figures as JSON-compatible event extra."""
@@ -56,7 +69,29 @@ class WriteResult:
             out["bytes"] = self.bytes
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.table_version is not None:
+            out["table_version"] = self.table_version
         return out
+
+
+def table_version_of(as_of: AsOf) -> int:
+    """The table version ``as_of`` names: an int as it is, or the version an event's write
+    committed (``extra["assetry"]["table_version"]``); a TableVersionError otherwise."""
+    if isinstance(as_of, bool) or not isinstance(as_of, int | AssetEvent):
+        raise TypeError(
+            f"as_of takes an AssetEvent or a table version (int), not {type(as_of).__name__}"
+        )
+    if isinstance(as_of, int):
+        return as_of
+    figures = as_of.extra.get("assetry")
+    version = figures.get("table_version") if isinstance(figures, dict) else None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TableVersionError(
+            f"event {as_of.id} of asset {as_of.asset_name!r} names no table version "
+            "(extra['assetry']['table_version']): only writes through a table-format IO "
+            "manager (delta+..., iceberg+...) within a task record one"
+        )
+    return version
 
 
 def to_arrow(data: Any) -> pa.Table | pa.RecordBatchReader:
@@ -94,6 +129,8 @@ class AssetHandle(abc.ABC):
         self.asset = asset
         self.partition = partition
         self._listeners: list[WriteListener] = []
+        #: Set by a table-format handle's ``_write``: the version that write committed.
+        self._committed_version: int | None = None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -117,6 +154,7 @@ class AssetHandle(abc.ABC):
             if isinstance(table, pa.RecordBatchReader):
                 table = table.read_all()
             warnings = run_checks(self.asset, table)
+        self._committed_version = None
         rows, nbytes = self._write(table, mode)
         result = WriteResult(
             rows=rows,
@@ -125,6 +163,7 @@ class AssetHandle(abc.ABC):
             mode=mode,
             partition=self.partition,
             warnings=warnings,
+            table_version=self._committed_version,
         )
         for listener in self._listeners:
             listener(self.asset, result)
@@ -172,6 +211,8 @@ class IOManager(abc.ABC):
     name: ClassVar[str] = ""
     schemes: ClassVar[tuple[str, ...]] = ()
     format_schemes: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`open` accepts ``as_of`` (reads pinned to a table version).
+    supports_as_of: ClassVar[bool] = False
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         self.settings = settings
@@ -187,6 +228,37 @@ class IOManager(abc.ABC):
         self, asset: Asset, partition: str | None = None, *, conn_id: str | None = None
     ) -> AssetHandle:
         """A handle on ``asset`` (and ``partition``)."""
+
+    def open_as_of(
+        self,
+        asset: Asset,
+        version: int,
+        partition: str | None = None,
+        *,
+        conn_id: str | None = None,
+    ) -> AssetHandle:
+        """A read-only handle on ``asset`` exactly as table version ``version`` left it.
+
+        Only IO managers with ``supports_as_of`` implement it; the others keep no versions.
+        """
+        raise TableVersionError(
+            f"the {self.name or type(self).__name__} IO manager keeps no table versions, so "
+            f"asset {asset.name!r} cannot be read as of version {version}; use a table "
+            "format (delta+..., iceberg+...) for reads pinned to events"
+        )
+
+    def vacuum(
+        self,
+        asset: Asset,
+        keep: set[int],
+        *,
+        conn_id: str | None = None,
+        dry_run: bool = False,
+    ) -> list[int]:
+        """Expire the table versions older than the oldest of ``keep`` (never the current
+        one); return the versions expired (or, in a dry run, that would be). Only IO
+        managers with ``supports_as_of`` keep versions; the others have nothing to expire."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release cached connections."""
@@ -246,10 +318,8 @@ class IOManagerDispatcher:
             self._by_scheme[scheme] = manager
             return manager
 
-    def open(
-        self, asset: Asset, partition: str | None = None, *, conn_id: str | None = None
-    ) -> AssetHandle:
-        """Open a handle without a ``with`` block (close it yourself)."""
+    def manager_of(self, asset: Asset) -> IOManager:
+        """The IO manager serving ``asset``'s URI."""
         if not isinstance(asset, Asset):
             raise TypeError(f"connect() needs an Asset, not {type(asset).__name__}")
         scheme = uri_scheme(asset.uri)
@@ -258,16 +328,47 @@ class IOManagerDispatcher:
                 f"asset {asset.name!r} has URI {render_url(asset.uri)!r} with no scheme, so no IO manager "
                 "can read or write it; give it a URI such as file:///path/data.parquet"
             )
-        handle = self.manager_for(scheme).open(asset, partition, conn_id=conn_id)
-        handle._listeners.extend(self.listeners)
-        return handle
+        return self.manager_for(scheme)
+
+    def open(
+        self,
+        asset: Asset,
+        partition: str | None = None,
+        *,
+        conn_id: str | None = None,
+        as_of: AsOf | None = None,
+    ) -> AssetHandle:
+        """Open a handle without a ``with`` block (close it yourself).
+
+        ``as_of`` (an :class:`AssetEvent` of this asset, or a table version) pins the handle,
+        read-only, to the table exactly as that write left it.
+        """
+        manager = self.manager_of(asset)
+        if as_of is None:
+            handle = manager.open(asset, partition, conn_id=conn_id)
+            handle._listeners.extend(self.listeners)
+            return handle
+        if isinstance(as_of, AssetEvent) and as_of.asset_name != asset.name:
+            raise TableVersionError(
+                f"as_of is an event of asset {as_of.asset_name!r}, not of {asset.name!r}"
+            )
+        version = table_version_of(as_of)
+        if not manager.supports_as_of:
+            return IOManager.open_as_of(manager, asset, version, partition, conn_id=conn_id)
+        return manager.open_as_of(asset, version, partition, conn_id=conn_id)
 
     @contextmanager
     def connect(
-        self, asset: Asset, partition: str | None = None, *, conn_id: str | None = None
+        self,
+        asset: Asset,
+        partition: str | None = None,
+        *,
+        conn_id: str | None = None,
+        as_of: AsOf | None = None,
     ) -> Iterator[AssetHandle]:
-        """A handle on ``asset`` (and ``partition``), closed when the block ends."""
-        handle = self.open(asset, partition, conn_id=conn_id)
+        """A handle on ``asset`` (and ``partition``), closed when the block ends; with
+        ``as_of``, read-only and pinned to that event's (or version's) table state."""
+        handle = self.open(asset, partition, conn_id=conn_id, as_of=as_of)
         try:
             yield handle
         finally:

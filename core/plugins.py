@@ -60,6 +60,8 @@ INSTALL_HINTS: dict[str, str] = {
     "bigquery": "pip install 'ibis-framework[bigquery]'",
     "trino": "pip install 'ibis-framework[trino]'",
     "clickhouse": "pip install 'ibis-framework[clickhouse]'",
+    "delta": "pip install 'assetry[lakehouse]'",
+    "iceberg": "pip install 'assetry[lakehouse]'",
 }
 
 

@@ -420,4 +420,7 @@ def _figures(results: list[WriteResult]) -> dict[str, Any]:
     warnings = [w for r in results for w in r.warnings]
     if warnings:
         out["warnings"] = warnings
+    versions = [r.table_version for r in results if r.table_version is not None]
+    if versions:  # the table as the run's last commit left it
+        out["table_version"] = versions[-1]
     return out

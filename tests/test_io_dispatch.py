@@ -259,9 +259,9 @@ def test_unserved_format_scheme_error_names_the_installed_pairs() -> None:
     plugins.iomanagers.register("parquetmem", _ParquetOnMemory)
     try:
         with pytest.raises(UnsupportedSchemeError) as info:
-            _dispatcher().open(Asset(uri="delta+s3://bucket/table"))
+            _dispatcher().open(Asset(uri="hudi+s3://bucket/table"))
         message = str(info.value)
-        assert "format+scheme 'delta+s3'" in message
+        assert "format+scheme 'hudi+s3'" in message
         assert "parquet+memory" in message
     finally:
         plugins.iomanagers.unregister("parquetmem")

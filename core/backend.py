@@ -216,7 +216,9 @@ class StateBackend(abc.ABC):
         return type(self).__name__
 
     def __repr__(self) -> str:
-        return f"<{self.describe()}>"
+        from .urls import scrub_text
+
+        return f"<{scrub_text(self.describe())}>"
 
     def __enter__(self) -> StateBackend:
         return self

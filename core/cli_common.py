@@ -16,6 +16,7 @@ from .config import Settings, load_settings
 from .errors import AssetryError
 from .instance import Instance
 from .retention import parse_duration
+from .urls import scrub_text
 
 __all__ = [
     "AssetryGroup",
@@ -41,8 +42,10 @@ class CommandFailed(click.ClickException):
 
 
 def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message; the type name where it says nothing."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """The first line of an exception's message, secrets scrubbed; the type name where it
+    says nothing."""
+    message = scrub_text(exc).strip()
+    text = message.splitlines()[0] if message else ""
     if isinstance(exc, AssetryError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

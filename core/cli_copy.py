@@ -33,7 +33,7 @@ from .cli_common import CommandFailed, emit_json, err_console, json_option, prin
 from .config import load_settings
 from .instance import Instance
 from .models import AssetEvent
-from .uri import mask_url
+from .urls import render_url
 
 __all__ = ["AssetCopy", "CopyReport", "copy_command", "copy_state", "open_instance", "parse_target"]
 
@@ -466,7 +466,7 @@ def copy_command(
             )
         report = _run_with_progress(source.backend, target.backend, batch_size, as_json)
     if as_json:
-        emit_json({"source": mask_url(src), "destination": mask_url(dst), **report.to_dict()})
+        emit_json({"source": render_url(src), "destination": render_url(dst), **report.to_dict()})
     else:
         _print_report(report, src, dst)
     if not report.ok:
@@ -512,7 +512,7 @@ def _run_with_progress(
 
 def _print_report(report: CopyReport, src: str, dst: str) -> None:
     print_table(
-        f"copy {mask_url(src)} -> {mask_url(dst)}",
+        f"copy {render_url(src)} -> {render_url(dst)}",
         [
             "asset",
             "events copied",

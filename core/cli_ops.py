@@ -14,7 +14,8 @@ from .backend import StateBackend
 from .cli_common import CommandFailed, emit_json, json_option, one_line, print_table, state
 from .config import DEFAULT_CONN_IDS, Connection, Settings
 from .errors import AssetryError, SchemaVersionError
-from .uri import mask_url, uri_scheme
+from .uri import uri_scheme
+from .urls import render_url, scrub_text
 
 __all__ = ["register", "schema_status"]
 
@@ -226,12 +227,7 @@ _DB_DRIVERS.update({"mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"})
 
 def _scrub(text: str, conn: Connection | None = None) -> str:
     """``text`` with URL passwords and the connection's secrets masked."""
-    text = mask_url(text)
-    if conn is not None:
-        for secret in (conn.password, conn.get("secret"), conn.get("token")):
-            if isinstance(secret, str) and secret:
-                text = text.replace(secret, "***")
-    return text
+    return scrub_text(text, conn.secrets() if conn is not None else ())
 
 
 def _check_connection(conn: Connection) -> Check:
@@ -265,7 +261,7 @@ def _check_connection(conn: Connection) -> Check:
 def _check_object_storage(name: str, scheme: str, conn: Connection) -> Check:
     import fsspec
 
-    options = dict(conn.storage_options)
+    options = conn.to_storage_options(scheme)
     if scheme in {"s3", "s3a"}:
         config_kwargs = dict(options.get("config_kwargs") or {})
         config_kwargs.setdefault("connect_timeout", 5)
@@ -282,26 +278,10 @@ def _check_object_storage(name: str, scheme: str, conn: Connection) -> Check:
 
 def _check_database(name: str, scheme: str, conn: Connection) -> Check:
     import sqlalchemy as sa
-    from sqlalchemy.engine import URL, make_url
 
-    base = scheme.split("+", 1)[0]
-    if conn.uri:
-        url = make_url(conn.uri)
-        if "+" not in url.drivername:
-            url = url.set(drivername=_DB_DRIVERS[base])
-        if conn.password and not url.password:
-            url = url.set(password=conn.password)
-        if conn.login and not url.username:
-            url = url.set(username=conn.login)
-    else:
-        url = URL.create(
-            _DB_DRIVERS[base],
-            username=conn.login,
-            password=conn.password,
-            host=conn.host or "localhost",
-            port=conn.port,
-            database=conn.database,
-        )
+    url = conn.to_sqlalchemy_url(drivername=_DB_DRIVERS[scheme.split("+", 1)[0]])
+    if url.host is None:
+        url = url.set(host="localhost")
     connect_args = {"connect_timeout": 5}
     engine = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
     try:
@@ -309,7 +289,7 @@ def _check_database(name: str, scheme: str, conn: Connection) -> Check:
             connection.execute(sa.text("SELECT 1"))
     finally:
         engine.dispose()
-    shown = url.render_as_string(hide_password=True)
+    shown = render_url(url)
     return Check(name, "ok", f"{shown}: connected")
 
 
@@ -317,7 +297,7 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
     from .instance import Instance
 
     checks: list[Check] = []
-    where = mask_url(settings.backend_url or "") or "(no url)"
+    where = render_url(settings.backend_url) or "(no url)"
     try:
         name = settings.backend or plugins.backend_for_url(settings.backend_url or "")
         cls = plugins.backends.load(name)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .cli_common import CommandFailed, err_console, state
+from .urls import scrub_text
 
 __all__ = ["register", "serve"]
 
@@ -88,7 +89,7 @@ def serve(
         max_body_bytes=max_body_bytes or settings.max_body_bytes,
     )
     err_console().print(
-        f"assetry serving {instance.backend.describe()} on http://{host}:{port} "
+        f"assetry serving {scrub_text(instance.backend.describe())} on http://{host}:{port} "
         f"(API /api/v1, docs /api/docs, view /ui; tokens: "
         f"{', '.join(t.name for t in settings.tokens) or 'none'}"
         f"{f'; anonymous {anonymous}' if anonymous else ''})",

@@ -33,6 +33,7 @@ from .errors import (
     ConfigurationError,
 )
 from .server.protocol import BACKEND_PREFIX, ERROR_TYPES, AccessDeniedError
+from .urls import render_url
 
 if TYPE_CHECKING:
     import httpx
@@ -82,7 +83,9 @@ def resolve_token(token: str | None = None, conn_id: str | None = None) -> str |
 def _base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"an assetry server URL looks like http://host:8000, not {url!r}")
+        raise ConfigurationError(
+            f"an assetry server URL looks like http://host:8000, not {render_url(url)!r}"
+        )
     if "@" in parts.netloc:
         raise ConfigurationError(
             "put the server's token in ASSETRY_HTTP_TOKEN or a connection, not in the URL"

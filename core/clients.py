@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .config import active_settings, load_settings, resolve_connection, storage_options_for
 from .models import Asset
-from .uri import mask_url, normalize_uri, uri_scheme
+from .uri import normalize_uri, uri_scheme
+from .urls import render_url
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -65,7 +66,7 @@ class DatabaseClient:
         self._own: IOManagerDispatcher | None = None
 
     def __repr__(self) -> str:
-        return f"DatabaseClient({mask_url(self.uri)!r}, conn_id={self.conn_id!r})"
+        return f"DatabaseClient({render_url(self.uri)!r}, conn_id={self.conn_id!r})"
 
     def _dispatcher(self) -> IOManagerDispatcher:
         from .instance import _current

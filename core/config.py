@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-import re
+import threading
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +21,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigurationError
-from .uri import mask_url
+from .urls import is_secret_name, redact, render_url, secrets_of
 from .values import DEFAULT_MAX_VALUE_BYTES
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
     from .retention import RetentionPolicy
 
 __all__ = [
+    "CONNECTION_FIELDS",
     "DEFAULT_CONN_IDS",
     "Connection",
     "Settings",
@@ -36,8 +39,10 @@ __all__ = [
     "find_config_file",
     "get_connection",
     "load_settings",
+    "lookup_connection",
     "mask_secrets",
     "redact",
+    "register_connection_lookup",
     "resolve_connection",
     "storage_options_for",
 ]
@@ -59,8 +64,6 @@ DEFAULT_CONN_IDS: dict[str, str] = {
 
 DEFAULT_STATE_PATH = Path(".assetry") / "state.db"
 
-_SECRET_RE = re.compile(r"pass|secret|token|key|credential|auth|sas", re.IGNORECASE)
-
 
 def default_conn_id(scheme: str) -> str | None:
     """The default connection id of a URI scheme (``s3`` and ``delta+s3`` -> ``aws_default``,
@@ -71,33 +74,8 @@ def default_conn_id(scheme: str) -> str | None:
     return DEFAULT_CONN_IDS.get(base.split("+", 1)[0])
 
 
-def mask_secrets(url: str) -> str:
-    """``url`` with its password and secret-looking query values (``?secret=...``) masked."""
-    masked = mask_url(url)
-    head, sep, rest = masked.partition("?")
-    if not sep:
-        return masked
-    query, hash_, fragment = rest.partition("#")
-    fields = []
-    for item in query.split("&"):
-        name, eq, value = item.partition("=")
-        secret = eq and value and _SECRET_RE.search(unquote(name))
-        fields.append(f"{name}=***" if secret else item)
-    return f"{head}?{'&'.join(fields)}{hash_}{fragment}"
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with secret-looking mapping entries and URL passwords masked."""
-    if isinstance(value, Mapping):
-        return {
-            k: ("***" if isinstance(k, str) and _SECRET_RE.search(k) and v else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v) for v in value)
-    if isinstance(value, str):
-        return mask_secrets(value)
-    return value
+#: The former name of :func:`assetry.urls.render_url` (the one renderer), kept for callers.
+mask_secrets = render_url
 
 
 @dataclass(frozen=True, repr=False)
@@ -211,11 +189,110 @@ class Connection:
         opts.update(self.options)
         return opts
 
+    # -- what a driver needs: the one credential merger ----------------------------------------
+
+    def secrets(self) -> set[str]:
+        """Every secret the connection holds (password, secret fields and query values), for
+        :func:`assetry.urls.scrub_text` to remove from a driver's error message."""
+        found = secrets_of(self.uri) | secrets_of(dict(self.options))
+        for name, value in self._uri_parts().items():
+            if is_secret_name(name) and isinstance(value, str) and value:
+                found.add(value)
+        return found
+
+    def to_storage_options(self, scheme: str = "") -> dict[str, Any]:
+        """fsspec storage options for ``scheme`` (``s3``, ``delta+s3``, ...): the options and
+        the URI's query; an Airflow-style ``login``/``password`` becomes ``key``/``secret``
+        for S3; ``login`` and ``password`` themselves are never passed to fsspec."""
+        from .urls import split_format
+
+        base = split_format(scheme)[1] if scheme else ""
+        options = dict(self.storage_options)
+        if base in {"s3", "s3a"} and "key" not in options and self.login:
+            options["key"] = self.login
+            if self.password:
+                options["secret"] = self.password
+        options.pop("login", None)
+        options.pop("password", None)
+        return options
+
+    def to_sqlalchemy_url(self, url: str | URL | None = None, *, drivername: str = "") -> URL:
+        """A SQLAlchemy URL: ``url`` (else the connection's URI, else ``drivername``) with
+        what it lacks (user, password, host, port, database) filled from the connection.
+
+        The password is taken only for the connection's own login (or when it names none),
+        so one user's password is never sent for another user named in ``url``.
+        """
+        from sqlalchemy.engine import URL
+
+        from .urls import parse_database_url
+
+        if url is None and self.uri:
+            url = self.uri
+        if url is None:
+            if not drivername:
+                raise ConfigurationError(
+                    f"connection {self.conn_id!r} has no uri, so it needs a driver name "
+                    "(postgresql+psycopg, mysql+pymysql, ...) to become a database URL"
+                )
+            parsed = URL.create(drivername)
+        else:
+            parsed = parse_database_url(url)
+            if drivername and "+" not in parsed.drivername:
+                parsed = parsed.set(drivername=drivername)
+        changes: dict[str, Any] = {}
+        if parsed.username is None and self.login:
+            changes["username"] = self.login
+        login = changes.get("username", parsed.username)
+        if parsed.password is None and self.password and _login_matches(login, self.login):
+            changes["password"] = self.password
+        if parsed.host is None and self.host:
+            changes["host"] = self.host
+        if parsed.port is None and self.port:
+            changes["port"] = self.port
+        if parsed.database is None and self.database:
+            changes["database"] = self.database
+        return parsed.set(**changes) if changes else parsed
+
+    def to_ibis_kwargs(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        database: str | None = None,
+    ) -> dict[str, Any]:
+        """Keyword arguments of ``ibis.<backend>.connect``: the given location, what it lacks
+        from the connection (the password only for the connection's own login), and the
+        connection's driver options (JSON fields or URI query parameters)."""
+        params: dict[str, Any] = {
+            "host": host or self.host,
+            "port": port or self.port,
+            "user": user or self.login,
+            "database": database,
+        }
+        if self.password and _login_matches(params["user"], self.login):
+            params["password"] = self.password
+        params.update({k: v for k, v in self.storage_options.items() if k not in CONNECTION_FIELDS})
+        return {k: v for k, v in params.items() if v is not None}
+
     def __repr__(self) -> str:
-        uri = f", uri={mask_secrets(self.uri)!r}" if self.uri else ""
+        uri = f", uri={render_url(self.uri)!r}" if self.uri else ""
         return f"Connection(conn_id={self.conn_id!r}{uri}, options={redact(dict(self.options))!r})"
 
     __str__ = __repr__
+
+
+def _login_matches(user: str | None, login: str | None) -> bool:
+    """Whether a connection's password may be sent for ``user``: it is the connection's
+    login, or one of the two is not named."""
+    return user is None or login is None or user == login
+
+
+#: The fields of a connection that locate and authenticate; the others are driver options.
+CONNECTION_FIELDS = frozenset(
+    {"login", "user", "username", "password", "host", "port", "database", "schema"}
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -234,7 +311,7 @@ class Settings:
     retention: RetentionPolicy | None = None
 
     def __repr__(self) -> str:
-        url = mask_secrets(self.backend_url) if self.backend_url else None
+        url = render_url(self.backend_url) if self.backend_url else None
         return (
             f"Settings(backend={self.backend!r}, backend_url={url!r}, "
             f"backend_options={redact(dict(self.backend_options))!r}, "
@@ -242,8 +319,9 @@ class Settings:
         )
 
     def connection(self, conn_id: str) -> Connection | None:
-        """The connection called ``conn_id`` (ids are case-insensitive), or ``None``."""
-        return self.connections.get(conn_id.lower())
+        """The connection called ``conn_id`` (ids are case-insensitive): configured, else
+        from a registered lookup (:func:`register_connection_lookup`), else ``None``."""
+        return lookup_connection(conn_id, self)
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(setting, masked value, source) rows for display."""
@@ -251,7 +329,7 @@ class Settings:
             ("backend", str(self.backend), self.sources.get("backend", "default")),
             (
                 "backend_url",
-                mask_secrets(self.backend_url) if self.backend_url else "",
+                render_url(self.backend_url) if self.backend_url else "",
                 self.sources.get("backend_url", "default"),
             ),
             (
@@ -555,6 +633,45 @@ def active_settings() -> Settings:
     return instance.settings if instance is not None else load_settings()
 
 
+ConnectionLookup = Callable[[str], "Connection | None"]
+
+#: Extra sources of connections, asked in order when the configuration lacks an id.
+_lookups: list[ConnectionLookup] = []
+_lookups_lock = threading.Lock()
+
+
+def register_connection_lookup(lookup: ConnectionLookup) -> Callable[[], None]:
+    """Add a source of connections asked after the configuration (``ASSETRY_CONN_<ID>``,
+    ``[tool.assetry.connections]``): a callable taking a lower-cased connection id and
+    returning a :class:`Connection` or ``None``. The hook point of integrations (Airflow's
+    connections); returns the function that removes it again."""
+    with _lookups_lock:
+        _lookups.append(lookup)
+
+    def unregister() -> None:
+        with _lookups_lock:
+            if lookup in _lookups:
+                _lookups.remove(lookup)
+
+    return unregister
+
+
+def lookup_connection(conn_id: str, settings: Settings) -> Connection | None:
+    """The one lookup of a connection id: ``settings``' connections, then each registered
+    lookup in order; ``None`` when nobody has it."""
+    cid = conn_id.lower()
+    found = settings.connections.get(cid)
+    if found is not None:
+        return found
+    with _lookups_lock:
+        lookups = list(_lookups)
+    for lookup in lookups:
+        found = lookup(cid)
+        if found is not None:
+            return found
+    return None
+
+
 def resolve_connection(
     scheme: str, conn_id: str | None, settings: Settings | None = None
 ) -> Connection | None:
@@ -585,25 +702,13 @@ def storage_options_for(
 ) -> dict[str, Any]:
     """fsspec storage options for ``uri`` from its connection (credentials, endpoint)."""
     from .uri import uri_scheme
-    from .urls import split_format
 
-    scheme = split_format(uri_scheme(uri) or "file")[1]
+    scheme = uri_scheme(uri) or "file"
     conn = resolve_connection(scheme, conn_id, settings)
-    if conn is None:
-        return {}
-    options = dict(conn.storage_options)
-    # an Airflow-style connection keeps the access key in login and the secret in password
-    if scheme in {"s3", "s3a"} and "key" not in options and conn.login:
-        options["key"] = conn.login
-        if conn.password:
-            options["secret"] = conn.password
-    options.pop("login", None)
-    options.pop("password", None)
-    return options
+    return conn.to_storage_options(scheme) if conn is not None else {}
 
 
 def get_connection(conn_id: str, settings: Settings | None = None) -> Connection | None:
-    """The connection ``conn_id`` from ``settings`` (or freshly resolved configuration)."""
-    if settings is None:
-        settings = load_settings()
-    return settings.connection(conn_id)
+    """The connection ``conn_id`` from ``settings`` (or the active settings), or from a
+    registered lookup."""
+    return lookup_connection(conn_id, settings if settings is not None else active_settings())

@@ -17,7 +17,8 @@ from .errors import AssetNotFoundError, ConfigurationError, ConflictError, Plugi
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
 from .store import AssetStore
-from .uri import mask_url, normalize_uri
+from .uri import normalize_uri
+from .urls import render_url, scrub_text
 from .values import encode_extra, validate_partition_key
 
 __all__ = ["Instance", "current_instance", "use_instance"]
@@ -87,7 +88,7 @@ class Instance:
         return cls(**overrides)
 
     def __repr__(self) -> str:
-        return f"Instance({self.backend.describe()})"
+        return f"Instance({scrub_text(self.backend.describe())})"
 
     def close(self) -> None:
         """Close the IO managers and the backend."""
@@ -421,7 +422,8 @@ def _build_backend(settings: Settings) -> StateBackend:
             return cls(url=url, **dict(settings.backend_options))
     except TypeError as exc:
         raise ConfigurationError(
-            f"state backend {name!r} rejected its options ({exc}); url={mask_url(url or '')!r}"
+            f"state backend {name!r} rejected its options ({scrub_text(exc)}); "
+            f"url={render_url(url)!r}"
         ) from None
 
 

@@ -1,4 +1,5 @@
-"""Asset URI normalisation and secret masking: the one place where these rules live."""
+"""Asset URI normalisation: the one place where this rule lives (secrets are hidden by
+:func:`assetry.urls.render_url`, the one renderer)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import AssetTypeError, AssetValueError
+from .urls import render_url
 
 __all__ = ["MAX_URI_LENGTH", "RESERVED_SCHEMES", "mask_url", "normalize_uri", "uri_scheme"]
 
@@ -43,7 +45,7 @@ def normalize_uri(uri: object) -> str:
         raise AssetValueError("an asset URI must not be empty")
     if uri != uri.strip():
         raise AssetValueError(
-            f"an asset URI must not start or end with white space: {mask_url(uri)!r}"
+            f"an asset URI must not start or end with white space: {render_url(uri)!r}"
         )
     if any(ord(c) < 32 or ord(c) == 127 for c in uri):
         raise AssetValueError("an asset URI must not contain control characters")
@@ -61,19 +63,21 @@ def normalize_uri(uri: object) -> str:
         return _no_trailing_space(uri.rstrip("/") or uri, uri)
     if scheme in RESERVED_SCHEMES:
         raise AssetValueError(
-            f"the {scheme!r} URI scheme is reserved by assetry: {mask_url(uri)!r}"
+            f"the {scheme!r} URI scheme is reserved by assetry: {render_url(uri)!r}"
         )
 
     if not uri[len(scheme) + 1 :].startswith("//"):  # opaque: "urn:x:y", "mailto:a@b"
         rest = uri.split(":", 1)[1].split("#", 1)[0]
         if not rest:
-            raise AssetValueError(f"an asset URI needs something after its scheme: {uri!r}")
+            raise AssetValueError(
+                f"an asset URI needs something after its scheme: {render_url(uri)!r}"
+            )
         return _no_trailing_space(f"{scheme}:{rest}", uri)
 
     try:
         parts = urlsplit(uri)
     except ValueError as exc:  # e.g. an invalid IPv6 host
-        raise AssetValueError(f"invalid asset URI {mask_url(uri)!r}: {exc}") from None
+        raise AssetValueError(f"invalid asset URI {render_url(uri)!r}: {exc}") from None
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
@@ -89,12 +93,12 @@ def normalize_uri(uri: object) -> str:
     try:
         port = parts.port  # validates the port
     except ValueError:
-        raise AssetValueError(f"invalid port in asset URI {mask_url(uri)!r}") from None
+        raise AssetValueError(f"invalid port in asset URI {render_url(uri)!r}") from None
     del port
     host = netloc.rpartition("@")[2]
     if not host and not parts.path.strip("/"):
         raise AssetValueError(
-            f"an asset URI needs a location after '{scheme}://': {mask_url(uri)!r}"
+            f"an asset URI needs a location after '{scheme}://': {render_url(uri)!r}"
         )
     path = parts.path
     if len(path) > 1 or netloc:
@@ -109,7 +113,7 @@ def normalize_uri(uri: object) -> str:
     try:
         urlsplit(normalized)  # the host must still parse once the password is gone
     except ValueError:
-        raise AssetValueError(f"invalid host in asset URI {mask_url(uri)!r}") from None
+        raise AssetValueError(f"invalid host in asset URI {render_url(uri)!r}") from None
     return _no_trailing_space(normalized, uri)
 
 
@@ -117,26 +121,10 @@ def _no_trailing_space(normalized: str, uri: str) -> str:
     """Reject a URI that would end in white space once its slash or fragment is dropped."""
     if normalized != normalized.rstrip():
         raise AssetValueError(
-            f"an asset URI must not end with white space before a '/' or '#': {mask_url(uri)!r}"
+            f"an asset URI must not end with white space before a '/' or '#': {render_url(uri)!r}"
         )
     return normalized
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with any password in its user-info replaced by ``***``."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    netloc_end = len(rest)
-    for sep in "/?#":
-        idx = rest.find(sep)
-        if idx != -1:
-            netloc_end = min(netloc_end, idx)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    if "@" not in netloc:
-        return url
-    userinfo, _, host = netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    if not has_password:
-        return url
-    return f"{scheme}://{user}:***@{host}{tail}"
+#: The former name of :func:`assetry.urls.render_url` (the one renderer), kept for callers.
+mask_url = render_url

@@ -257,8 +257,7 @@ def render_url(url: str | URL | AssetURI | None, *, hide_secrets: bool = True) -
         return _render_text(url) if hide_secrets else url
     if not hide_secrets:
         return url.render_as_string(hide_password=False)
-    query = {k: (MASK if is_secret_name(k) and v else v) for k, v in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True)
+    return _render_text(url.render_as_string(hide_password=True))
 
 
 def secrets_of(value: Any) -> set[str]:
@@ -273,6 +272,13 @@ def secrets_of(value: Any) -> set[str]:
             found.add(str(secret))
 
     if value is None:
+        return found
+    if hasattr(value, "render_as_string") and hasattr(value, "query"):  # a SQLAlchemy URL
+        add(value.password)
+        for k, v in value.query.items():
+            if is_secret_name(k):
+                for item in (v,) if isinstance(v, str) else v:
+                    add(item)
         return found
     if isinstance(value, AssetURI):
         value = value.render(hide_secrets=False)
@@ -297,28 +303,31 @@ def secrets_of(value: Any) -> set[str]:
             if is_secret_name(match["name"]):
                 add(match["quoted"] if match["q2"] else match["bare"])
         return found
-    if hasattr(value, "render_as_string") and hasattr(value, "query"):  # a SQLAlchemy URL
-        add(value.password)
-        for k, v in value.query.items():
-            if is_secret_name(k):
-                for item in (v,) if isinstance(v, str) else v:
-                    add(item)
-        return found
     return found
 
 
-def scrub_text(text: str, known: Iterable[str] = ()) -> str:
-    """``text`` (a driver's error message, a log line) with URL passwords, secret
-    ``name=value`` / ``"name": "value"`` pairs and every ``known`` secret (in its raw and
-    URL-encoded forms) replaced by ``***``."""
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
+
+
+def _named_in_prose(name: str) -> bool:
+    """A secret name as free text uses it: the generic ones (``key``, ``auth``, ``sig``)
+    count only inside a URL's query or a mapping, where they cannot be ordinary words."""
+    return is_secret_name(name) and _fold(name) not in SECRET_NAMES
+
+
+def scrub_text(text: object, known: Iterable[str] = ()) -> str:
+    """``text`` (a driver's error message, a log line, a traceback) with every ``known``
+    secret (raw and URL-encoded), each URL's password and secret query values, and secret
+    ``name=value`` / ``"name": "value"`` pairs replaced by ``***``."""
     text = str(text)
     for secret in sorted({s for s in known if isinstance(s, str) and len(s) >= 3}, key=len)[::-1]:
         for form in {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}:
             text = text.replace(form, MASK)
     text = _mask_userinfo(text)
+    text = _URL_IN_TEXT.sub(lambda m: _render_text(m[0]), text)
 
     def repl(match: re.Match[str]) -> str:
-        if not is_secret_name(match["name"]):
+        if not _named_in_prose(match["name"]):
             return match[0]
         value = match["quoted"] if match["q2"] else match["bare"]
         if not value or value == MASK:

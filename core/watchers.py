@@ -26,7 +26,8 @@ from .errors import StoreValueError
 from .instance import use_instance
 from .models import Asset, AssetEvent, AssetWatcher
 from .store import AssetStore, BufferedAssetStore, StoreBuffer
-from .uri import mask_url, uri_scheme
+from .uri import uri_scheme
+from .urls import render_url
 from .values import MAX_KEY_LENGTH, encode_extra
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class ObjectStorageTrigger(Trigger):
         self.conn_id = conn_id
 
     def __repr__(self) -> str:
-        return f"ObjectStorageTrigger({mask_url(self.prefix_uri)!r})"
+        return f"ObjectStorageTrigger({render_url(self.prefix_uri)!r})"
 
     def _filesystem(self) -> tuple[Any, str]:
         from fsspec.core import url_to_fs

@@ -40,9 +40,10 @@ from assetry import (
     PluginError,
     ValidationError,
 )
-from assetry.config import resolve_connection
+from assetry.config import Connection, resolve_connection
 from assetry.plugins import INSTALL_HINTS
-from assetry.uri import mask_url, uri_scheme
+from assetry.uri import uri_scheme
+from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
 
 if TYPE_CHECKING:
@@ -66,9 +67,6 @@ FILE_SUFFIXES = (".duckdb", ".db", ".sqlite", ".sqlite3", ".ddb")
 MEMORY = ":memory:"
 DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 ROWS_PER_BATCH = 50_000
-CONNECTION_KEYS = frozenset(
-    {"login", "user", "username", "password", "host", "port", "database", "schema"}
-)
 
 
 # -- URIs ------------------------------------------------------------------------------------
@@ -111,7 +109,7 @@ def parse_table_uri(uri: str) -> TableLocation:
     if backend in FILE_BACKENDS:
         if parts.netloc:
             raise AssetValueError(
-                f"{backend} URI {mask_url(uri)!r} names a host; a file database URI has three "
+                f"{backend} URI {render_url(uri)!r} names a host; a file database URI has three "
                 f"slashes for a relative path ({backend}:///warehouse{FILE_SUFFIXES[0] if backend == 'duckdb' else '.db'}/table) "
                 "or four for an absolute one"
             )
@@ -125,7 +123,7 @@ def parse_table_uri(uri: str) -> TableLocation:
                 break
         else:
             raise AssetValueError(
-                f"{backend} URI {mask_url(uri)!r} names no database file: the path must contain "
+                f"{backend} URI {render_url(uri)!r} names no database file: the path must contain "
                 f"a segment ending in {', '.join(FILE_SUFFIXES)} (or be :memory:), followed by "
                 "[schema/]table"
             )
@@ -135,7 +133,7 @@ def parse_table_uri(uri: str) -> TableLocation:
             )
         if len(rest) not in (1, 2):
             raise AssetValueError(
-                f"{backend} URI {mask_url(uri)!r} must name [schema/]table after the database "
+                f"{backend} URI {render_url(uri)!r} must name [schema/]table after the database "
                 f"file {database!r}"
             )
         location = TableLocation(
@@ -151,7 +149,7 @@ def parse_table_uri(uri: str) -> TableLocation:
     if not parts.hostname or not 2 <= len(segments) <= max_segments:
         shape = "database/table" if backend == "mysql" else "database[/schema]/table"
         raise AssetValueError(
-            f"table URI {mask_url(uri)!r} must look like {scheme}://[user@]host[:port]/{shape}"
+            f"table URI {render_url(uri)!r} must look like {scheme}://[user@]host[:port]/{shape}"
         )
     location = TableLocation(
         backend=backend,
@@ -201,7 +199,7 @@ def _checked_names(location: TableLocation, uri: str) -> TableLocation:
         problem = None if name is None else identifier_problem(name, location.backend)
         if problem:
             raise AssetValueError(
-                f"table URI {mask_url(uri)!r} names a {what} {name!r} that cannot be used: "
+                f"table URI {render_url(uri)!r} names a {what} {name!r} that cannot be used: "
                 f"{problem}"
             )
     return location
@@ -312,20 +310,12 @@ class IbisIOManager(IOManager):
             raw = sqlite3.connect(loc.database, check_same_thread=False, isolation_level=None)
             return ibis.sqlite.from_connection(raw)
         conn = resolve_connection(loc.scheme or loc.backend, conn_id, self.settings)
-        params: dict[str, Any] = {
-            "host": loc.host or (conn.host if conn else None),
-            "port": loc.port or (conn.port if conn else None) or DEFAULT_PORTS.get(loc.backend),
-            "user": loc.user or (conn.login if conn else None),
-            "database": loc.database,
-        }
-        if conn is not None:
-            if conn.password:
-                params["password"] = conn.password
-            # driver options: the JSON form's extra fields, or a URI form's query parameters
-            params.update(
-                {k: v for k, v in conn.storage_options.items() if k not in CONNECTION_KEYS}
-            )
-        params = {k: v for k, v in params.items() if v is not None}
+        conn = conn if conn is not None else Connection(conn_id or "")
+        params = conn.to_ibis_kwargs(
+            host=loc.host, port=loc.port, user=loc.user, database=loc.database
+        )
+        if "port" not in params and loc.backend in DEFAULT_PORTS:
+            params["port"] = DEFAULT_PORTS[loc.backend]
         hint = INSTALL_HINTS.get(loc.scheme.split("+", 1)[0]) or INSTALL_HINTS.get(loc.backend)
         hint = hint or f"pip install 'ibis-framework[{loc.backend}]'"
         try:
@@ -346,10 +336,9 @@ class IbisIOManager(IOManager):
                     f"the {loc.backend} driver cannot be imported ({exc}); try: {hint}"
                 ) from None
             except Exception as exc:
-                safe = {k: v for k, v in params.items() if k != "password"}
                 raise BackendUnavailableError(
-                    f"cannot connect to {loc.backend} with {safe} "
-                    f"(connection {conn.conn_id if conn else None!r}): {exc}"
+                    f"cannot connect to {loc.backend} with {redact(params)} (connection "
+                    f"{conn.conn_id or None!r}): {scrub_text(exc, conn.secrets() | secrets_of(params))}"
                 ) from None
 
     def close(self) -> None:
@@ -383,7 +372,7 @@ class TableHandle(AssetHandle):
 
     def __repr__(self) -> str:
         part = f", partition={self.partition!r}" if self.partition is not None else ""
-        return f"TableHandle({mask_url(self.asset.uri)!r}{part})"
+        return f"TableHandle({render_url(self.asset.uri)!r}{part})"
 
     # -- names -------------------------------------------------------------------------------
 

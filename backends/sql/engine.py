@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from assetry.config import active_settings, default_conn_id
+from assetry.config import resolve_connection
 from assetry.errors import BackendUnavailableError, ConfigurationError
 from assetry.plugins import INSTALL_HINTS
-from assetry.uri import mask_url
+from assetry.urls import parse_database_url, render_url, scrub_text, secrets_of
 from sqlalchemy.pool import StaticPool
 
 __all__ = ["Database", "Held", "resolve_url"]
@@ -66,19 +66,13 @@ def resolve_url(url: str, conn_id: str | None = None) -> sa.URL:
     """Parse a database URL, pick the driver (``postgresql://`` -> psycopg, ``mysql://`` /
     ``mariadb://`` -> PyMySQL) and fill missing credentials from the named connection
     (``postgres_default`` / ``mysql_default`` unless ``conn_id`` names another)."""
-    try:
-        parsed = sa.engine.make_url(url)
-    except (sa.exc.ArgumentError, ValueError):
-        raise ConfigurationError(
-            f"{mask_url(url)!r} is not a database URL; use sqlite:///path/state.db, "
-            "postgresql://user@host/db or mysql://user@host/db"
-        ) from None
+    parsed = parse_database_url(url)
     backend, _, driver = parsed.drivername.partition("+")
     backend = "postgresql" if backend == "postgres" else backend
     if backend not in DEFAULT_DRIVERS:
         raise ConfigurationError(
             f"the sql backend serves sqlite, postgresql and mysql/mariadb URLs, not "
-            f"{parsed.drivername!r} ({mask_url(url)})"
+            f"{parsed.drivername!r} ({render_url(parsed)})"
         )
     driver = driver or DEFAULT_DRIVERS[backend]
     if driver not in SUPPORTED_DRIVERS[backend]:
@@ -95,28 +89,8 @@ def resolve_url(url: str, conn_id: str | None = None) -> sa.URL:
 def _with_connection_credentials(url: sa.URL, backend: str, conn_id: str | None) -> sa.URL:
     if url.password is not None and conn_id is None:
         return url
-    cid = conn_id or default_conn_id(backend)
-    connection = active_settings().connection(cid) if cid else None
-    if connection is None:
-        if conn_id is not None:
-            raise ConfigurationError(
-                f"connection {conn_id!r} is not configured; set ASSETRY_CONN_{conn_id.upper()} "
-                "or add it under [tool.assetry.connections]"
-            )
-        return url
-    changes: dict[str, Any] = {}
-    if url.username is None and connection.login:
-        changes["username"] = connection.login
-    login = changes.get("username", url.username)
-    if url.password is None and connection.password and login in (None, connection.login):
-        changes["password"] = connection.password
-    if url.host is None and connection.host:
-        changes["host"] = connection.host
-    if url.port is None and connection.port:
-        changes["port"] = connection.port
-    if url.database is None and connection.database:
-        changes["database"] = connection.database
-    return url.set(**changes) if changes else url
+    connection = resolve_connection(backend, conn_id)
+    return connection.to_sqlalchemy_url(url) if connection is not None else url
 
 
 @dataclass(slots=True)
@@ -156,10 +130,10 @@ class Database:
         backend = self.url.get_backend_name()
         self.family = _FAMILIES[backend]
         self.memory = self.family == "sqlite" and self.url.database in (None, "", ":memory:")
-        self.masked_url = mask_url(self.url.render_as_string(hide_password=False))
+        self.masked_url = render_url(self.url)
         self.retry_timeout = retry_timeout
         self.busy_timeout = busy_timeout
-        self._password = self.url.password
+        self._secrets = secrets_of(self.url)
         self._begin = _BEGIN[self.family]
         self.engine = self._create_engine(
             busy_timeout=busy_timeout,
@@ -441,9 +415,7 @@ class Database:
 
     def _scrub(self, text: str) -> str:
         line = text.strip().splitlines()[0] if text.strip() else text
-        if self._password:
-            line = line.replace(self._password, "***")
-        return line
+        return scrub_text(line, self._secrets)
 
     def unavailable(
         self, exc: BaseException, *, outcome_unknown: bool = False

@@ -10,7 +10,6 @@ generic message and is logged on the server, never sent.
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import AssetryError, SchemaVersionError
 from ..instance import Instance
+from ..urls import scrub_text
 from .auth import Access, ApiToken, Authenticator, load_server_settings
 from .protocol import ApiError, classify, error_body
 from .schemas import ErrorOut, HealthOut
@@ -115,7 +115,8 @@ def _json_error(
     headers: dict[str, str] | None = None,
     details: Any = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(type, message, details), status_code=status, headers=headers)
+    body = error_body(type, scrub_text(message), details)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -168,14 +169,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_class, mapped)  # type: ignore[arg-type]
 
 
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^\s/@:]*:)[^\s/@]+@")
-
-
 def _log_failure(method: str, path: str, exc: BaseException) -> None:
-    """Log an unexpected failure with its traceback, URL passwords masked (a driver's
-    message may carry its connection URL)."""
+    """Log an unexpected failure with its traceback, secrets scrubbed (a driver's message
+    may carry its connection URL)."""
     text = "".join(traceback.format_exception(exc)).rstrip()
-    log.error("%s %s failed:\n%s", method, path, _URL_PASSWORD.sub(r"\1***@", text))
+    log.error("%s %s failed:\n%s", method, path, scrub_text(text))
 
 
 def _internal_response() -> JSONResponse:
@@ -227,7 +225,7 @@ def _add_health_routes(app: FastAPI) -> None:
                 "run 'assetry db upgrade'",
             )
         except Exception as exc:
-            log.warning("readiness probe failed: %s: %s", type(exc).__name__, exc)
+            log.warning("readiness probe failed: %s: %s", type(exc).__name__, scrub_text(exc))
             return _json_error(
                 503, "backend_unavailable", "the state backend does not answer; see the server log"
             )

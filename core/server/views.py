@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..backend import EventQuery
 from ..models import AssetEvent
+from ..urls import render_url
 from .auth import Authenticator, Principal
 from .deps import COOKIE_NAME, Scope
 
@@ -52,6 +53,7 @@ def _templates() -> Environment:
     env.filters["when"] = _when
     env.filters["age"] = _age
     env.filters["preview"] = _preview
+    env.filters["url"] = render_url  # secret query values of a URI shown as ***
     return env
 
 

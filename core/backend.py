@@ -193,7 +193,9 @@ class StateBackend(abc.ABC):
     name: ClassVar[str] = ""
     #: URL schemes that select this backend when only a URL is configured.
     url_schemes: ClassVar[tuple[str, ...]] = ()
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: What the backend can do: declared on the class, and refined per instance by a
+    #: backend whose abilities depend on where it stores (SQLite in memory, a local folder).
+    capabilities: Capabilities = Capabilities()
 
     # -- lifecycle ------------------------------------------------------------------------
 

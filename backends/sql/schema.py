@@ -132,7 +132,7 @@ class LongText(TypeDecorator[str]):
 AssetId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def table_options() -> dict[str, str]:
+def table_options() -> dict[str, Any]:
     """Options of every table: InnoDB and utf8mb4 on MySQL/MariaDB (ignored elsewhere)."""
     return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 

@@ -34,6 +34,7 @@ from .config import load_settings
 from .instance import Instance
 from .models import AssetEvent
 from .urls import render_url
+from .values import canonical_json
 
 __all__ = ["AssetCopy", "CopyReport", "copy_command", "copy_state", "open_instance", "parse_target"]
 
@@ -45,9 +46,7 @@ Progress = Callable[[str, str, int], None]
 def _canonical(value_json: str) -> str:
     """JSON text in one form (sorted keys, compact), so equal values compare equal across
     backends that re-serialise JSON (e.g. PostgreSQL's jsonb)."""
-    return json.dumps(
-        json.loads(value_json), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return canonical_json(json.loads(value_json), sort_keys=True)
 
 
 def _fingerprint(event: AssetEvent) -> tuple[Any, ...]:
@@ -58,7 +57,7 @@ def _fingerprint(event: AssetEvent) -> tuple[Any, ...]:
         event.source_task_id,
         event.source_run_id,
         tuple(event.aliases),
-        json.dumps(event.extra, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        canonical_json(event.extra, sort_keys=True),
     )
 
 
@@ -271,7 +270,7 @@ def _copy_asset(
             name,
             record.uri,
             group=record.group,
-            extra_json=json.dumps(record.extra, separators=(",", ":"), ensure_ascii=False),
+            extra_json=canonical_json(record.extra),
         )
         item.registry_changed = True
 
@@ -319,7 +318,7 @@ def _append(dst: StateBackend, events: list[AssetEvent], ids: _IdMap) -> int:
         [
             NewEvent(
                 asset=e.asset_name,
-                extra_json=json.dumps(e.extra, separators=(",", ":"), ensure_ascii=False),
+                extra_json=canonical_json(e.extra),
                 partition_key=e.partition_key,
                 source_task_id=e.source_task_id,
                 source_run_id=e.source_run_id,

@@ -26,7 +26,7 @@ from .errors import StoreValueError
 from .instance import Instance
 from .models import AssetEvent, validate_name
 from .retention import PruneResult, RetentionPolicy, parse_duration, prune_events
-from .values import encode_value, validate_key, validate_partition_key
+from .values import canonical_json, encode_value, validate_key, validate_partition_key
 
 __all__ = ["register"]
 
@@ -74,7 +74,7 @@ def _record(backend: StateBackend, name: str) -> AssetRecord:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return canonical_json(value)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -471,7 +471,7 @@ def events_list(
 
 def _print_stream_event(event: AssetEvent, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")))
+        click.echo(canonical_json(event.to_dict()))
         return
     part = f" [{event.partition_key}]" if event.partition_key is not None else ""
     click.echo(

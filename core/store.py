@@ -6,13 +6,13 @@ atomic task run, a watcher poll); :class:`BufferedAssetStore` is the store API o
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .backend import ANY_VERSION, StoreEntry, StoreWrite, version_conflict
 from .errors import ConflictError
+from .retry import LOST_RACE
 from .values import decode_value, encode_value, validate_key, validate_partition_key
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class AssetStore:
                         f"read-modify-write of asset {self.asset!r} key {key!r} lost {attempt} "
                         f"races in {timeout:.0f}s; the key is too contended"
                     ) from None
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+                LOST_RACE.sleep(attempt)
 
 
 # -- buffered store writes (atomic runs, watcher polls) --------------------------------------

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "MAX_KEY_LENGTH",
     "MAX_NESTING",
+    "canonical_json",
     "decode_value",
     "encode_extra",
     "encode_value",
@@ -107,10 +108,19 @@ def _check_json(value: Any, path: str, depth: int) -> None:
     )
 
 
+def canonical_json(value: Any, *, sort_keys: bool = False) -> str:
+    """The one JSON text form assetry writes: compact, non-ASCII kept, NaN/±Infinity refused
+    (``ValueError``). ``sort_keys`` gives one text per value, for comparing values that a
+    backend may have re-serialised (PostgreSQL's jsonb reorders keys)."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
+    )
+
+
 def encode_value(value: Any, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
     """Validate a store value and return its canonical JSON text."""
     _check_json(value, "value", 0)
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = canonical_json(value)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise StoreValueError(

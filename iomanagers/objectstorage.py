@@ -45,6 +45,7 @@ from urllib.parse import quote
 from assetry import AssetHandle, AssetNotFoundError, AssetValueError, IOManager, PluginError
 from assetry.config import storage_options_for
 from assetry.plugins import INSTALL_HINTS
+from assetry.retry import Backoff
 from assetry.uri import mask_url, uri_scheme
 from assetry.values import validate_partition_key
 
@@ -78,6 +79,8 @@ LOCAL_STAGING_DIR = ".assetry-staging"  # beside a local file or dataset
 STALE_STAGING_SECONDS = 3600.0
 APPEND_RETRIES = 8
 READ_RETRIES = 5
+#: Pauses between reads of a dataset that an overwrite replaced while it was being read.
+_REREAD_BACKOFF = Backoff(base=0.01, cap=0.05, jitter=False, max_attempts=READ_RETRIES)
 
 _memory_locks: dict[str, threading.RLock] = {}
 _memory_locks_guard = threading.Lock()
@@ -924,9 +927,9 @@ class DatasetHandle(ObjectStorageHandle):
                 return self._dataset(files).to_table()
             except FileNotFoundError:
                 # an overwrite replaced the files between listing and reading: list again
-                if attempt == READ_RETRIES - 1:
+                if _REREAD_BACKOFF.exhausted(attempt + 1):
                     raise
-                time.sleep(0.01 * (attempt + 1))
+                _REREAD_BACKOFF.sleep(attempt + 1)
         raise AssertionError("unreachable")
 
     # -- writing -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +39,9 @@ from assetry.errors import (
     SchemaVersionError,
 )
 from assetry.models import AssetEvent
+from assetry.retry import LOST_RACE, Backoff
 from assetry.uri import mask_url, uri_scheme
+from assetry.values import canonical_json
 
 from .keys import MAX_PREFIX_BYTES, Layout, decode_component, event_seq
 from .storage import (
@@ -49,7 +50,6 @@ from .storage import (
     MemoryStorage,
     ObjectStorage,
     PreconditionFailed,
-    RetryPolicy,
     S3Storage,
     single_send_session_class,
 )
@@ -82,10 +82,6 @@ _UNKNOWN: Final = object()
 def _token() -> str:
     """A random token stored in every document, so no two writes have the same bytes."""
     return os.urandom(8).hex()
-
-
-def _dumps(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _time(text: str | None) -> dt.datetime | None:
@@ -187,7 +183,7 @@ class ObjectStoreBackend(StateBackend):
             url,
             conn_id=conn_id,
             storage_options=dict(storage_options or {}),
-            retry=RetryPolicy(max_attempts=max_attempts, base_delay=retry_base_delay),
+            retry=Backoff(base=retry_base_delay, cap=5.0, max_attempts=max_attempts),
             fsync=fsync,
             concurrency=concurrency,
         )
@@ -242,7 +238,9 @@ class ObjectStoreBackend(StateBackend):
             if blob is None:
                 doc = {"format": "assetry-objectstore", "layout": LAYOUT_VERSION}
                 try:
-                    self.storage.put(Layout.FORMAT, _dumps(doc).encode(), if_none_match=True)
+                    self.storage.put(
+                        Layout.FORMAT, canonical_json(doc).encode(), if_none_match=True
+                    )
                 except PreconditionFailed:
                     continue
                 break
@@ -299,7 +297,7 @@ class ObjectStoreBackend(StateBackend):
     def _asset_doc(record: AssetRecord) -> bytes:
         doc = record.to_dict()
         doc["w"] = _token()
-        return _dumps(doc).encode()
+        return canonical_json(doc).encode()
 
     def _read_asset(self, name: str) -> tuple[AssetRecord, str] | None:
         key = Layout.asset(name)
@@ -381,7 +379,7 @@ class ObjectStoreBackend(StateBackend):
             return record
 
     def _claim_doc(self, name: str, uri: str) -> bytes:
-        return _dumps({"uri": uri, "name": name, "w": _token()}).encode()
+        return canonical_json({"uri": uri, "name": name, "w": _token()}).encode()
 
     def _claim_owner(self, uri: str) -> str | None:
         key = Layout.uri(uri)
@@ -469,7 +467,7 @@ class ObjectStoreBackend(StateBackend):
             raise self._mismatch(key, "asset", asset, doc.get("asset"))
         return StoreEntry(
             key=doc["key"],
-            value_json=_dumps_value(doc["value"]),
+            value_json=canonical_json(doc["value"]),
             version=int(doc["version"]),
             partition=doc.get("partition"),
             updated_at=_time(doc.get("updated_at")),
@@ -485,7 +483,7 @@ class ObjectStoreBackend(StateBackend):
         tokens: tuple[str, ...],
     ) -> bytes:
         """An entry's document; ``tokens`` are this write's token and its predecessors'."""
-        head = _dumps(
+        head = canonical_json(
             {
                 "asset": asset,
                 "key": key,
@@ -743,7 +741,7 @@ class ObjectStoreBackend(StateBackend):
 
     @staticmethod
     def _event_doc(event: AssetEvent, extra_json: str) -> bytes:
-        head = _dumps(
+        head = canonical_json(
             {
                 "id": event.id,
                 "asset": event.asset_name,
@@ -863,7 +861,9 @@ class ObjectStoreBackend(StateBackend):
 
     def _write_hint(self, asset: str, seq: int) -> None:
         try:
-            self.storage.put(Layout.head(asset), _dumps({"asset": asset, "id": seq}).encode())
+            self.storage.put(
+                Layout.head(asset), canonical_json({"asset": asset, "id": seq}).encode()
+            )
         except BackendUnavailableError as exc:  # the events are committed; the hint is optional
             log.warning("could not refresh the head hint of asset %r: %s", asset, exc)
 
@@ -871,7 +871,7 @@ class ObjectStoreBackend(StateBackend):
         with self._lock:
             if (alias, asset) in self._markers:
                 return
-        doc = _dumps({"alias": alias, "asset": asset}).encode()
+        doc = canonical_json({"alias": alias, "asset": asset}).encode()
         self.storage.put(Layout.alias_marker(alias, asset), doc)
         with self._lock:
             self._markers.add((alias, asset))
@@ -1018,7 +1018,7 @@ class ObjectStoreBackend(StateBackend):
             try:
                 self.storage.put(
                     Layout.event(ev.asset_name, ev.id),
-                    self._event_doc(ev, _dumps(ev.extra)),
+                    self._event_doc(ev, canonical_json(ev.extra)),
                     if_none_match=True,
                 )
             except PreconditionFailed:
@@ -1094,7 +1094,7 @@ class ObjectStoreBackend(StateBackend):
                 found = self._read_cursors(consumer)
                 state = (found[1], found[0]) if found else None
             merged = {**(state[1] if state else {}), **{k: int(v) for k, v in cursors.items()}}
-            data = _dumps({"consumer": consumer, "cursors": merged, "w": _token()}).encode()
+            data = canonical_json({"consumer": consumer, "cursors": merged, "w": _token()}).encode()
             try:
                 if state is None:
                     etag = self.storage.put(key, data, if_none_match=True)
@@ -1142,13 +1142,8 @@ class ObjectStoreBackend(StateBackend):
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _dumps_value(value: Any) -> str:
-    """The canonical JSON text of a stored value (as :func:`assetry.values.encode_value`)."""
-    return _dumps(value)
-
-
 def _tombstone(seq: int) -> bytes:
-    data = _dumps({"id": seq, "deleted": True}).encode()
+    data = canonical_json({"id": seq, "deleted": True}).encode()
     assert len(data) <= TOMBSTONE_MAX_BYTES
     return data
 
@@ -1162,7 +1157,7 @@ def _replace(record: AssetRecord, **changes: Any) -> AssetRecord:
 def _pause(attempt: int) -> None:
     """Jittered backoff after losing a race (none after the first loss)."""
     if attempt > 1:
-        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+        LOST_RACE.sleep(attempt)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -1181,7 +1176,7 @@ def _open(
     *,
     conn_id: str | None,
     storage_options: dict[str, Any],
-    retry: RetryPolicy,
+    retry: Backoff,
     fsync: bool,
     concurrency: int,
 ) -> _Location:

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import random
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -38,15 +37,16 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from assetry.errors import BackendUnavailableError
+from assetry.retry import Backoff
 
 __all__ = [
+    "DEFAULT_RETRY",
     "Blob",
     "Listed",
     "LocalStorage",
     "MemoryStorage",
     "ObjectStorage",
     "PreconditionFailed",
-    "RetryPolicy",
     "S3Storage",
 ]
 
@@ -75,17 +75,8 @@ class Listed(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter for throttling and server errors."""
-
-    max_attempts: int = 8
-    base_delay: float = 0.05
-    max_delay: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+#: Backoff on throttling, 5xx and connection errors: 8 attempts, 50 ms doubling up to 5 s.
+DEFAULT_RETRY = Backoff(base=0.05, cap=5.0, max_attempts=8)
 
 
 def _md5(data: bytes) -> str:
@@ -187,14 +178,14 @@ class S3Storage(ObjectStorage):
         prefix: str,
         *,
         url: str,
-        retry: RetryPolicy | None = None,
+        retry: Backoff = DEFAULT_RETRY,
         concurrency: int = 16,
     ) -> None:
         self.fs = fs
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = url
-        self.retry = retry or RetryPolicy()
+        self.retry = retry
         self.concurrency = concurrency
 
     def describe(self) -> str:
@@ -246,13 +237,13 @@ class S3Storage(ObjectStorage):
                     raise
             except _Retryable as exc:
                 ambiguous = True
-                if attempt >= self.retry.max_attempts:
+                if self.retry.exhausted(attempt):
                     raise BackendUnavailableError(
                         f"object store {self.url} did not answer {what} {key!r} after "
                         f"{attempt} attempts ({exc.reason}); check that it is reachable and "
                         "not throttling, then retry"
                     ) from None
-                await asyncio.sleep(self.retry.delay(attempt))
+                await self.retry.sleep_async(attempt)
             except PreconditionFailed as exc:
                 # a write that failed ambiguously may have landed: the caller checks
                 exc.ambiguous = ambiguous  # type: ignore[attr-defined]

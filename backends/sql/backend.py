@@ -38,6 +38,8 @@ from assetry.backend import (
 from assetry.config import DEFAULT_STATE_PATH
 from assetry.errors import ConfigurationError, ConflictError, SchemaVersionError
 from assetry.models import AssetEvent
+from assetry.retry import Backoff, retry_call
+from assetry.values import canonical_json
 
 from . import migrate, schema
 from .engine import Database, Held
@@ -57,7 +59,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 _ASSET_LEVEL_HASH = digest(ASSET_LEVEL)
 _CHUNK = 500  # names or ids per IN (...) list
-_REGISTER_ATTEMPTS = 5
+_REGISTER_BACKOFF = Backoff(base=0.001, cap=0.02, max_attempts=5)
 
 
 def _now_us() -> int:
@@ -358,17 +360,18 @@ class SQLBackend(StateBackend):
                 created = now
             return AssetRecord(name, uri, group, extra, True, _from_us(created), _from_us(now))
 
-        for attempt in range(_REGISTER_ATTEMPTS):
-            try:
-                return self._db.transaction(register)
-            except sa.exc.IntegrityError:
-                # Registered concurrently by another writer: read it again and decide.
-                if attempt == _REGISTER_ATTEMPTS - 1:
-                    raise ConflictError(
-                        f"asset {name!r} ({uri!r}) was being registered concurrently and "
-                        "did not settle; try again"
-                    ) from None
-        raise AssertionError("unreachable")
+        try:
+            # Registered concurrently by another writer: read it again and decide.
+            return retry_call(
+                lambda: self._db.transaction(register),
+                retry_on=sa.exc.IntegrityError,
+                backoff=_REGISTER_BACKOFF,
+            )
+        except sa.exc.IntegrityError:
+            raise ConflictError(
+                f"asset {name!r} ({uri!r}) was being registered concurrently and "
+                "did not settle; try again"
+            ) from None
 
     def deactivate_asset(self, name: str) -> bool:
         changed = self._write(
@@ -651,7 +654,7 @@ class SQLBackend(StateBackend):
                     "partition_key": event.partition_key,
                     "source_task_id": event.source_task_id,
                     "source_run_id": event.source_run_id,
-                    "aliases": json.dumps(list(event.aliases)) if event.aliases else "[]",
+                    "aliases": canonical_json(list(event.aliases)) if event.aliases else "[]",
                 }
             )
             for alias in dict.fromkeys(event.aliases):
@@ -882,11 +885,11 @@ class SQLBackend(StateBackend):
                             "asset_id": asset_id,
                             "id": event.id,
                             "timestamp_us": _to_us(event.timestamp),
-                            "extra": json.dumps(event.extra, ensure_ascii=False),
+                            "extra": canonical_json(event.extra),
                             "partition_key": event.partition_key,
                             "source_task_id": event.source_task_id,
                             "source_run_id": event.source_run_id,
-                            "aliases": json.dumps(list(event.aliases)),
+                            "aliases": canonical_json(list(event.aliases)),
                         }
                     )
                     for alias in dict.fromkeys(event.aliases):

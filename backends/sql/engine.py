@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import select
 import threading
 import time
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 from assetry.config import resolve_connection
 from assetry.errors import BackendUnavailableError, ConfigurationError
 from assetry.plugins import INSTALL_HINTS
+from assetry.retry import Backoff
 from assetry.urls import parse_database_url, render_url, scrub_text, secrets_of
 from sqlalchemy.pool import StaticPool
 
@@ -59,7 +59,10 @@ _BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN", "mysql": "BEGIN"}
 # Errors after which the server has rolled the statement or transaction back.
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 _MYSQL_RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
-_MAX_CONFLICT_RETRIES = 30
+#: Retries of a transaction the server rolled back (deadlock, serialization failure).
+_CONFLICT_BACKOFF = Backoff(base=0.004, cap=0.2, max_attempts=31)
+#: Pauses while waiting for a lost server to come back (bounded by ``retry_timeout``).
+_RECONNECT_BACKOFF = Backoff(base=0.05, cap=1.0, jitter=False)
 
 
 def resolve_url(url: str, conn_id: str | None = None) -> sa.URL:
@@ -347,15 +350,15 @@ class Database:
                     error = exc
                     if kind == "conflict":
                         attempt += 1
-                        if attempt > _MAX_CONFLICT_RETRIES:
+                        if _CONFLICT_BACKOFF.exhausted(attempt):
                             raise
-                        time.sleep(random.uniform(0, min(0.2, 0.002 * 2**attempt)))
+                        _CONFLICT_BACKOFF.sleep(attempt)
                         continue
             attempt += 1
             started = started or time.monotonic()
             if time.monotonic() - started > self.retry_timeout:
                 raise self.unavailable(error) from None
-            time.sleep(min(1.0, 0.05 * 2 ** (attempt - 1)))
+            _RECONNECT_BACKOFF.sleep(attempt)
 
     def transaction(self, work: Callable[[Held, Any], T]) -> T:
         """Run ``work(held, cursor)`` between BEGIN and COMMIT; retried as a whole when the

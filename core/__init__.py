@@ -44,8 +44,8 @@ from .uri import normalize_uri
 
 if TYPE_CHECKING:
     from .checks import Check, NotNull, RowCount, Schema, Unique
-    from .clients import DatabaseClient, ObjectStoragePath
     from .runtime import DAG, get_current_context, run_ready, task
+    from .storage_clients import DatabaseClient, ObjectStoragePath
     from .watchers import ObjectStorageTrigger, Trigger
 
 __version__ = "0.1.0"
@@ -56,8 +56,8 @@ _LAZY: dict[str, str] = {
     "DAG": "runtime",
     "get_current_context": "runtime",
     "run_ready": "runtime",
-    "ObjectStoragePath": "clients",
-    "DatabaseClient": "clients",
+    "ObjectStoragePath": "storage_clients",
+    "DatabaseClient": "storage_clients",
     "Check": "checks",
     "Schema": "checks",
     "NotNull": "checks",

@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import AssetTypeError, AssetValueError
 from .uri import MAX_URI_LENGTH, normalize_uri
+from .urls import render_url
 from .values import encode_extra
 
 __all__ = [
@@ -156,7 +157,7 @@ class Asset(BaseAsset):
         return hash((Asset, self.name, self.uri))
 
     def __repr__(self) -> str:
-        return f"Asset(name={self.name!r}, uri={self.uri!r})"
+        return f"Asset(name={self.name!r}, uri={render_url(self.uri)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -229,7 +230,9 @@ class AssetRef(BaseAsset):
         return hash((AssetRef, self.name, self.uri))
 
     def __repr__(self) -> str:
-        return f"Asset.ref(name={self.name!r})" if self.name else f"Asset.ref(uri={self.uri!r})"
+        if self.name:
+            return f"Asset.ref(name={self.name!r})"
+        return f"Asset.ref(uri={render_url(self.uri)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_ref, (self.name, self.uri))

@@ -1,4 +1,5 @@
-"""The seeds' lower-level entry points: ``ObjectStoragePath`` and ``DatabaseClient``.
+"""Clients on one storage location: ``ObjectStoragePath`` (files) and ``DatabaseClient``
+(tables), the seeds' lower-level entry points.
 
 Both take an asset URI and an optional connection id; credentials and endpoints come from
 the named connection (or the scheme's default one), never from the URI.

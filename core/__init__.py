@@ -23,6 +23,7 @@ from .errors import (
     SchemaVersionError,
     StoreValueError,
     TableVersionError,
+    UnsupportedOperationError,
     UnsupportedSchemeError,
     ValidationError,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "TableVersionError",
     "Trigger",
     "Unique",
+    "UnsupportedOperationError",
     "UnsupportedSchemeError",
     "ValidationError",
     "WriteResult",

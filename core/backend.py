@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from .errors import AssetInactiveError, AssetNotFoundError, ConflictError
+from .errors import (
+    AssetInactiveError,
+    AssetNotFoundError,
+    ConflictError,
+    UnsupportedOperationError,
+)
 from .models import AssetEvent
 
 __all__ = [
@@ -346,14 +351,14 @@ class StateBackend(abc.ABC):
         Events of one asset must have ids greater than its last id, in ascending order;
         return how many were written. Declared by ``capabilities.event_import``.
         """
-        raise NotImplementedError(
+        raise UnsupportedOperationError(
             f"{type(self).__name__} cannot import events with their ids (capabilities.event_import)"
         )
 
     def delete_events(self, asset: str, ids: Sequence[int]) -> int:
         """Delete the given events of ``asset``; return how many existed. Ids are never reused.
         Declared by ``capabilities.event_deletion``."""
-        raise NotImplementedError(
+        raise UnsupportedOperationError(
             f"{type(self).__name__} cannot delete events (capabilities.event_deletion)"
         )
 

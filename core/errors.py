@@ -19,6 +19,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreValueError",
     "TableVersionError",
+    "UnsupportedOperationError",
     "UnsupportedSchemeError",
     "ValidationError",
 ]
@@ -87,3 +88,8 @@ class BackendUnavailableError(AssetryError):
 
 class SchemaVersionError(ConfigurationError):
     """The backend's stored schema is older or newer than this version of assetry."""
+
+
+class UnsupportedOperationError(AssetryError, NotImplementedError):
+    """The backend lacks the capability this operation needs, as its ``capabilities`` declare
+    (for example ``delete_events`` where ``capabilities.event_deletion`` is false)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backend import EventQuery, StateBackend, utcnow
-from .errors import AssetryError, ConfigurationError
+from .errors import ConfigurationError, UnsupportedOperationError
 
 __all__ = [
     "PruneResult",
@@ -167,10 +167,11 @@ def prune_events(
     """Delete the events ``policy`` does not keep, of ``assets`` (default: every asset).
 
     Walks each asset's log newest first, one page at a time, and deletes page by page, so
-    memory stays bounded. Raises :class:`AssetryError` when the backend cannot delete events.
+    memory stays bounded. Raises :class:`UnsupportedOperationError` when the backend cannot
+    delete events.
     """
     if not dry_run and not backend.capabilities.event_deletion:
-        raise AssetryError(
+        raise UnsupportedOperationError(
             f"{backend.describe()} cannot delete events (capabilities.event_deletion is false); "
             "retention needs a backend that can, such as sql or memory"
         )

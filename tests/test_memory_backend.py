@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import assetry
 import pytest
@@ -16,6 +16,12 @@ class TestMemoryBackend(StateBackendConformance):
     def backend(self) -> Iterator[MemoryBackend]:
         with MemoryBackend() as backend:
             yield backend
+
+    @pytest.fixture
+    def reopen_backend(self) -> Callable[[], MemoryBackend]:
+        """What another process would open: private state, so the persistence tests are
+        expected failures (``persistent=False``)."""
+        return MemoryBackend
 
 
 def _shared_url() -> str:

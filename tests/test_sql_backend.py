@@ -69,6 +69,12 @@ class TestSQLiteMemoryBackend(StateBackendConformance):
         with SQLBackend("sqlite:///:memory:") as backend:
             yield backend
 
+    @pytest.fixture
+    def reopen_backend(self) -> Callable[[], SQLBackend]:
+        """The same URL opens a new, empty database: the persistence tests are expected
+        failures (``persistent=False``)."""
+        return lambda: SQLBackend("sqlite:///:memory:")
+
 
 class TestPostgreSQLBackend(_SQLConformance):
     @pytest.fixture

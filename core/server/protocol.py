@@ -20,6 +20,7 @@ from ..errors import (
     ConflictError,
     SchemaVersionError,
     StoreValueError,
+    UnsupportedOperationError,
     ValidationError,
 )
 
@@ -74,7 +75,8 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
         BackendUnavailableError,
         (SchemaVersionError, BackendUnavailableError),
     ),
-    ErrorKind("not_implemented", 501, NotImplementedError, (NotImplementedError,)),
+    # a capability the backend lacks (UnsupportedOperationError is a NotImplementedError)
+    ErrorKind("not_implemented", 501, UnsupportedOperationError, (NotImplementedError,)),
     # bad input that the core rejects with the built-in types (names, URIs, timestamps)
     ErrorKind("invalid_argument", 422, ValueError, (ValueError, TypeError)),
     ErrorKind("invalid_request", 422, ValueError),

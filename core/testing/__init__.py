@@ -1,7 +1,9 @@
 """assetry.testing: the conformance kits and the pytest plugin for swapping storage in tests.
 
-``StateBackendConformance`` is imported on first access, so ``import assetry.testing``
-stays light; the kit itself needs pytest, which a backend's test suite has anyway.
+``StateBackendConformance``, its per-concern mixins (``StoreConformance``,
+``EventLogConformance``, ... see :mod:`assetry.testing.conformance`) and
+``IOManagerConformance`` are imported on first access, so ``import assetry.testing`` stays
+light; the kits need pytest, which a backend's test suite has anyway.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ __all__ = ["IOManagerConformance", "StateBackendConformance"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "StateBackendConformance":
-        from .conformance import StateBackendConformance
-
-        return StateBackendConformance
     if name == "IOManagerConformance":
         from .io_conformance import IOManagerConformance
 
         return IOManagerConformance
+    if name == "StateBackendConformance" or name.endswith("Conformance"):
+        from . import conformance
+
+        if name in conformance.__all__:
+            return getattr(conformance, name)
     raise AttributeError(f"module 'assetry.testing' has no attribute {name!r}")

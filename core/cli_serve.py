@@ -63,6 +63,7 @@ def serve(
 
         from .server.app import create_app
         from .server.auth import Authenticator, load_server_settings
+        from .server.transport import uvicorn_options
     except ImportError as exc:
         raise CommandFailed(
             f"assetry serve needs the server extra ({exc.name} is missing): "
@@ -100,7 +101,6 @@ def serve(
         "host": host,
         "port": port,
         "log_level": log_level,
-        "proxy_headers": False,
-        "server_header": False,
+        **uvicorn_options(),
     }
     uvicorn.run(app, **config)

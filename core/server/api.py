@@ -374,6 +374,7 @@ def _asset_routes(path: str, locator: Callable[..., AssetLocator], suffix: str) 
         where: Locator, body: EventCreateIn, scope: WriteScope, instance: InstanceDep
     ) -> Any:
         record = where.resolve(scope)
+        scope.check_aliases(body.aliases)
         event = instance.record_event(
             record.name,
             extra=body.extra,

@@ -24,9 +24,11 @@ from .. import __version__
 from ..errors import AssetryError, SchemaVersionError
 from ..instance import Instance
 from ..urls import scrub_text
-from .auth import Access, ApiToken, Authenticator, load_server_settings
+from .auth import Access, ApiToken, Authenticator, SessionSigner, load_server_settings
+from .deps import authenticate
 from .protocol import ApiError, classify, error_body
 from .schemas import ErrorOut, HealthOut
+from .transport import install_access_log_redactor
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -88,6 +90,8 @@ def create_app(
     )
     app.state.instance = instance
     app.state.auth = auth
+    app.state.sessions = SessionSigner(auth)
+    install_access_log_redactor(auth)
     app.state.max_body_bytes = limit
 
     _install_error_handlers(app)
@@ -101,6 +105,7 @@ def create_app(
 
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limit)
+    app.add_middleware(AuthenticateFirstMiddleware, auth=auth)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 
@@ -240,6 +245,42 @@ def _add_health_routes(app: FastAPI) -> None:
 
 
 # -- middleware ------------------------------------------------------------------------------
+
+
+#: API paths that answer without a token.
+_OPEN_PATHS = frozenset({"/api/v1/health", "/api/v1/ready", "/api/v1/openapi.json"})
+
+
+class AuthenticateFirstMiddleware:
+    """Refuses an API request without a valid token (401) before anything else looks at
+    it: body size, JSON, parameters. So a caller without a token learns nothing about
+    what the API accepts, and never gets 413 or 422 instead of 401."""
+
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _needs_token(scope):
+            authorization = None
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+            try:
+                authenticate(self.auth, authorization)
+            except ApiError as exc:
+                response = _json_error(exc.status, exc.type, exc.message, exc.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _needs_token(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.startswith("/api/v1/") and path not in _OPEN_PATHS
 
 
 class BodyLimitMiddleware:

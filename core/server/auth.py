@@ -13,10 +13,13 @@ token's secret never appears in a repr, a log line or a response.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import os
+import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,6 +34,7 @@ __all__ = [
     "ApiToken",
     "Authenticator",
     "Principal",
+    "SessionSigner",
     "load_server_settings",
     "parse_tokens",
 ]
@@ -264,3 +268,73 @@ def load_server_settings(environ: Mapping[str, str] | None = None) -> ServerSett
         if max_body <= 0:
             raise ConfigurationError(f"max_body_bytes must be positive, got {max_body}")
     return ServerSettings(tuple(tokens), max_body, sources)
+
+
+# -- the web view's sessions -----------------------------------------------------------------
+
+#: How long a sign-in lasts.
+SESSION_SECONDS = 12 * 3600
+
+
+class SessionSigner:
+    """Signed sign-in sessions for the web view's cookie, so the cookie never holds the
+    token itself: ``{token name, token fingerprint, expiry}`` signed with HMAC-SHA256.
+
+    The key is random per server process unless given, so a restart signs everyone out.
+    A session names its token and a fingerprint of its secret: a token removed from the
+    configuration, or given a new secret, ends its sessions.
+    """
+
+    def __init__(self, auth: Authenticator, key: bytes | None = None) -> None:
+        self.auth = auth
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def __repr__(self) -> str:
+        return f"SessionSigner({self.auth!r})"
+
+    @staticmethod
+    def _fingerprint(token: ApiToken) -> str:
+        return hashlib.sha256(b"assetry-session" + token.digest).hexdigest()[:16]
+
+    def _sign(self, payload: bytes) -> str:
+        mac = hmac.new(self._key, payload, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
+
+    def issue(self, secret: str, *, now: float | None = None) -> str | None:
+        """A session for the token ``secret``, or ``None`` when the server does not know it."""
+        principal = self.auth.authenticate(secret)
+        token = self._token(principal.name) if principal is not None else None
+        if token is None:
+            return None
+        expires = int((time.time() if now is None else now) + SESSION_SECONDS)
+        payload = json.dumps(
+            {"n": token.name, "f": self._fingerprint(token), "e": expires}, separators=(",", ":")
+        ).encode("utf-8")
+        body = base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
+        return f"{body}.{self._sign(payload)}"
+
+    def open(self, cookie: str | None, *, now: float | None = None) -> Principal | None:
+        """The principal of a valid, unexpired session; ``None`` for anything else."""
+        if not cookie or cookie.count(".") != 1 or len(cookie) > 4096:
+            return None
+        body, signature = cookie.split(".")
+        try:
+            payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (ValueError, TypeError):
+            return None
+        if not hmac.compare_digest(self._sign(payload), signature):
+            return None
+        try:
+            data = json.loads(payload)
+            name, fingerprint, expires = data["n"], data["f"], int(data["e"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if expires < (time.time() if now is None else now):
+            return None
+        token = self._token(name)
+        if token is None or not hmac.compare_digest(self._fingerprint(token), str(fingerprint)):
+            return None
+        return Principal(token.name, token.access, token.groups)
+
+    def _token(self, name: object) -> ApiToken | None:
+        return next((t for t in self.auth.tokens if t.name == name), None)

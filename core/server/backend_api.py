@@ -14,7 +14,7 @@ answers writes with 404; sweeping needs a token that reaches every group.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -126,10 +126,14 @@ def _new_event(ev: NewEventIn, max_bytes: int) -> NewEvent:
     )
 
 
-def _check_all_writable(scope: Scope, names: Sequence[str]) -> None:
+def _check_all_writable(
+    scope: Scope, names: Sequence[str], aliases: Iterable[Iterable[str]] = ()
+) -> None:
+    """Every asset written, and every alias emitted through, is within the caller's scope."""
     if not scope.principal.unscoped:
         for name in dict.fromkeys(names):
             scope.check_writable(name)
+        scope.check_aliases(alias for group in aliases for alias in group)
 
 
 def ok(data: Any) -> JSONResponse:
@@ -315,7 +319,7 @@ def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
 )
 def append_events(body: AppendIn, scope: WriteScope, instance: InstanceDep) -> Any:
     events = [_new_event(ev, instance.max_value_bytes) for ev in body.events]
-    _check_all_writable(scope, [ev.asset for ev in events])
+    _check_all_writable(scope, [ev.asset for ev in events], [ev.aliases for ev in events])
     appended = scope.backend.append_events(events) if events else []
     return ok({"events": [_event(e) for e in appended]})
 
@@ -396,7 +400,7 @@ def import_events(body: ImportIn, scope: WriteScope, instance: InstanceDep) -> A
         )
         for ev in body.events
     ]
-    _check_all_writable(scope, [ev.asset_name for ev in events])
+    _check_all_writable(scope, [ev.asset_name for ev in events], [ev.aliases for ev in events])
     return ok({"count": scope.backend.import_events(events) if events else 0})
 
 
@@ -469,7 +473,9 @@ def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
         for w in body.writes
     ]
     events = [_new_event(ev, limit) for ev in body.events]
-    _check_all_writable(scope, [w.asset for w in writes] + [e.asset for e in events])
+    _check_all_writable(
+        scope, [w.asset for w in writes] + [e.asset for e in events], [e.aliases for e in events]
+    )
     if not writes and not events:
         return ok({"events": []})
     applied = scope.backend.apply(writes, events)

@@ -7,6 +7,7 @@ token cannot even learn which names are taken in groups it does not reach.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -29,6 +30,7 @@ __all__ = [
     "Scope",
     "WriteScope",
     "Writer",
+    "authenticate",
     "by_path",
     "by_query",
     "get_instance",
@@ -53,15 +55,15 @@ def get_instance(request: Request) -> Instance:
     return instance
 
 
-def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    """The caller, from ``Authorization: Bearer <token>``; 401 when missing or unknown."""
-    auth: Authenticator = request.app.state.auth
-    secret = credentials.credentials if credentials is not None else None
-    if secret is None and request.headers.get("authorization"):
-        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+def authenticate(auth: Authenticator, authorization: str | None) -> Principal:
+    """The caller named by an ``Authorization`` header; :class:`ApiError` 401 when it is
+    missing (and anonymous access is off), not ``Bearer <token>``, or an unknown token."""
+    secret: str | None = None
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+        secret = credentials.strip()
     principal = auth.authenticate(secret)
     if principal is None:
         raise _unauthorized(
@@ -69,6 +71,16 @@ def get_principal(
             if secret is None
             else "the bearer token is not one the server knows"
         )
+    return principal
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; 401 when missing or unknown.
+    (The security scheme ``bearer`` is declared for the OpenAPI document.)"""
+    principal = authenticate(request.app.state.auth, request.headers.get("authorization"))
     request.state.principal = principal
     return principal
 
@@ -114,6 +126,23 @@ class Scope:
         """Raise the backend's own not-found error for a name out of scope."""
         if not self.readable(name):
             raise not_found_error(name)
+
+    def check_aliases(self, aliases: Iterable[str]) -> None:
+        """A scoped caller emits through an alias only when every asset that the alias
+        already reaches is in its groups: else its events would reach the consumers that
+        another group schedules on that alias. (An alias no event has used yet is taken by
+        its first use.)"""
+        if self.principal.unscoped:
+            return
+        for alias in dict.fromkeys(aliases):
+            for target in self.backend.alias_targets(alias):
+                if not self.readable(target):
+                    raise ApiError(
+                        403,
+                        "forbidden",
+                        f"alias {alias!r} reaches assets outside the groups of token "
+                        f"{self.principal.name!r}; emit through an alias of your own groups",
+                    )
 
     def check_unscoped(self, what: str) -> None:
         if not self.principal.unscoped:

@@ -20,7 +20,9 @@ class LiveServer:
     """uvicorn serving ``app`` on ``host`` (a free port unless ``port`` is given) in a
     daemon thread; ``url`` is where it answers. Stops on :meth:`stop` or leaving the block."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, access_log: bool = False
+    ) -> None:
         import uvicorn
 
         self.app = app
@@ -30,8 +32,14 @@ class LiveServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
+        from .transport import uvicorn_options
+
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", server_header=False
+            app,
+            log_level="info" if access_log else "warning",
+            access_log=access_log,
+            lifespan="off",
+            **uvicorn_options(),
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -24,10 +24,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..backend import EventQuery
-from ..models import AssetEvent
+from ..models import AssetEvent, validate_name
 from ..urls import render_url
-from .auth import Authenticator, Principal
+from ..values import validate_partition_key
+from .auth import SESSION_SECONDS, Authenticator, Principal, SessionSigner
 from .deps import COOKIE_NAME, Scope
+from .schemas import MAX_ID
 
 __all__ = ["router"]
 
@@ -91,13 +93,18 @@ def _preview(value_json: str) -> str:
 
 
 def _principal(request: Request) -> Principal | None:
+    """The viewer: a bearer token in the header, else the signed session in the cookie,
+    else anonymous access where the server allows it."""
     auth: Authenticator = request.app.state.auth
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if header and scheme.lower() == "bearer" and secret:
         return auth.authenticate(secret.strip())
     cookie = request.cookies.get(COOKIE_NAME)
-    return auth.authenticate(cookie if cookie else None)
+    if cookie:
+        sessions: SessionSigner = request.app.state.sessions
+        return sessions.open(cookie)
+    return auth.authenticate(None)
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -127,41 +134,47 @@ def _safe_next(target: str | None) -> str:
 # -- pages -------------------------------------------------------------------------------------
 
 
-@router.get("/static/style.css")
+@router.api_route("/static/style.css", methods=["GET", "HEAD"])
 def stylesheet() -> Response:
     css = resources.files("assetry.server").joinpath("static", "style.css").read_text("utf-8")
     return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
 
-@router.get("/login")
+@router.api_route("/login", methods=["GET", "HEAD"])
 def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return _render(request, "login.html", next=_safe_next(next), message=None, principal=None)
 
 
 def _same_origin(request: Request) -> bool:
-    """A form posted from another site (login CSRF) names that site in ``Origin``."""
+    """Whether a form was posted from this site: a cross-site post (login or logout CSRF)
+    names the other site in ``Origin``, and browsers say ``Sec-Fetch-Site: cross-site``."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
+def _cross_site(request: Request, title: str, message: str) -> HTMLResponse:
+    return _render(request, "error.html", status=403, principal=None, title=title, message=message)
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     if not _same_origin(request):
-        return _render(
+        return _cross_site(
             request,
-            "error.html",
-            status=403,
-            principal=None,
-            title="Sign in from this site",
-            message="The sign-in form was posted from another site; open this page and sign in here.",
+            "Sign in from this site",
+            "The sign-in form was posted from another site; open this page and sign in here.",
         )
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     token = form.get("token", "").strip()
     target = _safe_next(form.get("next"))
-    auth: Authenticator = request.app.state.auth
-    if not token or auth.authenticate(token) is None:
+    sessions: SessionSigner = request.app.state.sessions
+    session = sessions.issue(token) if token else None
+    if session is None:
         return _render(
             request,
             "login.html",
@@ -174,10 +187,11 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(base + target, status_code=303)
     response.set_cookie(
         COOKIE_NAME,
-        token,
+        session,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
+        max_age=SESSION_SECONDS,
         path=f"{base}/ui",
     )
     return response
@@ -185,13 +199,19 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    if not _same_origin(request):
+        return _cross_site(
+            request,
+            "Sign out from this site",
+            "The sign-out form was posted from another site; sign out from this site's pages.",
+        )
     base = request.scope.get("root_path", "")
     response = RedirectResponse(f"{base}/ui/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path=f"{base}/ui")
     return response
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def assets_page(request: Request, group: str | None = None) -> Response:
     scope = _scope(request)
     if scope is None:
@@ -213,7 +233,23 @@ def assets_page(request: Request, group: str | None = None) -> Response:
     )
 
 
+def _invalid(request: Request, scope: Scope, message: str) -> HTMLResponse:
+    return _render(
+        request,
+        "error.html",
+        status=422,
+        principal=scope.principal,
+        title="Invalid request",
+        message=message,
+    )
+
+
 def _asset_or_404(request: Request, scope: Scope, name: str | None) -> Any:
+    if name:
+        try:
+            validate_name(name)
+        except ValueError as exc:
+            return _invalid(request, scope, f"That is not an asset name: {exc}")
     record = scope.record(name) if name else None
     if record is None:
         return _render(
@@ -227,7 +263,7 @@ def _asset_or_404(request: Request, scope: Scope, name: str | None) -> Any:
     return record
 
 
-@router.get("/asset")
+@router.api_route("/asset", methods=["GET", "HEAD"])
 def asset_page(request: Request, name: str | None = None) -> Response:
     scope = _scope(request)
     if scope is None:
@@ -260,11 +296,11 @@ def asset_page(request: Request, name: str | None = None) -> Response:
     )
 
 
-@router.get("/timeline")
+@router.api_route("/timeline", methods=["GET", "HEAD"])
 def timeline_page(
     request: Request,
     name: str | None = None,
-    before: int | None = None,
+    before: str | None = None,
     partition: str | None = None,
 ) -> Response:
     scope = _scope(request)
@@ -273,10 +309,23 @@ def timeline_page(
     record = _asset_or_404(request, scope, name)
     if isinstance(record, Response):
         return record
+    before_id: int | None = None
+    if before:
+        try:
+            before_id = int(before)
+        except ValueError:
+            before_id = -1
+        if not 0 <= before_id <= MAX_ID:
+            return _invalid(request, scope, f"before must be an event id from 0 to {MAX_ID}.")
+    if partition:
+        try:
+            validate_partition_key(partition)
+        except ValueError as exc:
+            return _invalid(request, scope, f"That is not a partition key: {exc}")
     events: list[AssetEvent] = scope.backend.query_events(
         EventQuery(
             record.name,
-            before=before if before is not None and before > 0 else None,
+            before=before_id or None,
             partition_key=partition or None,
             limit=TIMELINE_PAGE + 1,
             descending=True,

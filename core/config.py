@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .current import current_or_none
 from .errors import ConfigurationError
 from .urls import is_secret_name, redact, render_url, secrets_of
 from .values import DEFAULT_MAX_VALUE_BYTES
@@ -627,9 +628,7 @@ def active_settings() -> Settings:
     building = _building.get()
     if building is not None:
         return building
-    from .instance import _current
-
-    instance = _current.get()
+    instance = current_or_none()
     return instance.settings if instance is not None else load_settings()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import heapq
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 from . import plugins
 from .backend import AssetRecord, EventQuery, NewEvent, StateBackend
 from .config import Connection, Settings, load_settings, settings_scope
+from .current import _current, instance_scope
 from .errors import AssetNotFoundError, ConfigurationError, ConflictError, PluginError
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
@@ -427,9 +427,6 @@ def _build_backend(settings: Settings) -> StateBackend:
         ) from None
 
 
-_current: contextvars.ContextVar[Instance | None] = contextvars.ContextVar(
-    "assetry_instance", default=None
-)
 _default: Instance | None = None
 _default_lock = threading.Lock()
 
@@ -439,11 +436,8 @@ def use_instance(instance: Instance) -> Iterator[Instance]:
     """Make ``instance`` the current one inside the block (tests, scripts, tasks)."""
     if not isinstance(instance, Instance):
         raise TypeError(f"use_instance() needs an Instance, not {type(instance).__name__}")
-    token = _current.set(instance)
-    try:
+    with instance_scope(instance):
         yield instance
-    finally:
-        _current.reset(token)
 
 
 def current_instance() -> Instance:

@@ -22,8 +22,8 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .backend import NewEvent
+from .current import instance_scope
 from .errors import StoreValueError
-from .instance import use_instance
 from .models import Asset, AssetEvent, AssetWatcher
 from .store import AssetStore, BufferedAssetStore, StoreBuffer
 from .uri import uri_scheme
@@ -162,7 +162,7 @@ def poll_watcher(instance: Instance, asset: Asset, watcher: AssetWatcher) -> lis
     state = BufferedAssetStore(instance, asset.name, buffer).partition(
         state_namespace(watcher.name)
     )
-    with use_instance(instance):
+    with instance_scope(instance):
         payloads = _collect(trigger.poll(state))
     events: list[NewEvent] = []
     for payload in payloads:

@@ -10,7 +10,6 @@ again in lock-step. Loops that must decide per error what is retryable keep thei
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -62,6 +61,8 @@ class Backoff:
 
     async def sleep_async(self, attempt: int) -> None:
         """Await :meth:`delay` of ``attempt`` (in an event loop)."""
+        import asyncio  # already loaded in an event loop; kept out of ``import assetry``
+
         pause = self.delay(attempt)
         if pause > 0:
             await asyncio.sleep(pause)

@@ -4,6 +4,7 @@ cannot, or fails otherwise, is reported)."""
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from assetry.testing import (
     CursorConformance,
     EventDeletionConformance,
     EventImportConformance,
+    IOManagerConformance,
     StateBackendConformance,
 )
 from assetry.testing.conformance import DECLARED_GAPS, needs
@@ -181,3 +183,47 @@ def test_needs_names_a_capability_with_a_declared_gap() -> None:
 
 def _tests_of(cls: type) -> set[str]:
     return {name for name in dir(cls) if name.startswith("test_")}
+
+
+def test_io_kit_locations_without_partitions_must_refuse_them(pytester: pytest.Pytester) -> None:
+    """``supports_partitions = False``: partition tests are expected failures that must raise
+    ``partitions_error``; a location that takes partitions after all fails the suite."""
+    pytester.makepyfile(
+        """
+        import uuid
+        import pytest
+        from assetry import Asset
+        from assetry.testing import IOManagerConformance
+
+        class _Memory(IOManagerConformance):
+            suffix = ""
+
+            @pytest.fixture
+            def asset_factory(self):
+                def make(**kwargs):
+                    uri = f"memory://kit/{uuid.uuid4().hex}{self.suffix}"
+                    return Asset(uri=uri, **kwargs)
+                return make
+
+        class TestSingleFile(_Memory):
+            suffix = ".parquet"
+            supports_partitions = False
+
+        class TestDatasetDeclaredWithout(_Memory):
+            supports_partitions = False
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    using = _tests_using_partitioned()
+    others = len(_tests_of(IOManagerConformance)) - len(using)
+    result.assert_outcomes(passed=2 * others, xfailed=len(using), failed=len(using))
+    result.stdout.fnmatch_lines(["*XPASS(strict)*"])
+
+
+def _tests_using_partitioned() -> set[str]:
+    """The IO kit's tests that take the ``partitioned`` fixture."""
+    return {
+        name
+        for name in _tests_of(IOManagerConformance)
+        if "partitioned" in inspect.signature(getattr(IOManagerConformance, name)).parameters
+    }

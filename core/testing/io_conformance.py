@@ -14,8 +14,10 @@ test each time it is called, passing its keyword arguments (``checks=``,
 
 The ``io_manager`` fixture (anything with ``connect(asset, partition=None)``) defaults to
 an :class:`~assetry.iomanager.IOManagerDispatcher` on the resolved configuration; override
-it to pass connections (an S3 endpoint, say). ``supports_partitions = False`` skips the
-partition tests for locations that have none (single files).
+it to pass connections (an S3 endpoint, say). ``supports_partitions = False`` declares that
+the locations have no partitions (single files): the partition tests are then strict
+expected failures that must raise ``partitions_error`` (the IO manager's refusal, an
+:class:`~assetry.errors.AssetValueError`), never silent skips.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import pytest
 from assetry.checks import Check, NotNull, RowCount, Unique
 from assetry.config import load_settings
-from assetry.errors import AssetNotFoundError, ValidationError
+from assetry.errors import AssetNotFoundError, AssetValueError, ValidationError
 from assetry.iomanager import IOManagerDispatcher, WriteResult
 from assetry.models import Asset
 
@@ -74,6 +76,8 @@ class IOManagerConformance:
 
     #: Whether the locations under test have partitions (a single file has none).
     supports_partitions: bool = True
+    #: What writing a partition raises where ``supports_partitions`` is false.
+    partitions_error: type[BaseException] = AssetValueError
     #: The partition column the partition tests declare on their assets.
     partition_column: str = "ds"
 
@@ -97,9 +101,18 @@ class IOManagerConformance:
             dispatcher.close()
 
     @pytest.fixture
-    def partitioned(self, asset_factory: AssetFactory) -> Asset:
+    def partitioned(self, request: pytest.FixtureRequest, asset_factory: AssetFactory) -> Asset:
+        """A fresh partitioned asset; where the locations have none, the test becomes a
+        strict expected failure that must raise ``partitions_error``."""
         if not self.supports_partitions:
-            pytest.skip(f"{type(self).__name__} locations have no partitions")
+            request.applymarker(
+                pytest.mark.xfail(
+                    raises=self.partitions_error,
+                    strict=True,
+                    reason=f"{type(self).__name__} declares supports_partitions = False: "
+                    f"the test must fail with {self.partitions_error.__name__}",
+                )
+            )
         return asset_factory(partition_column=self.partition_column)
 
     # -- existence and reading ---------------------------------------------------------------

@@ -96,6 +96,7 @@ def serve(
         f"{f'; anonymous {anonymous}' if anonymous else ''})",
         markup=False,
         highlight=False,
+        soft_wrap=True,  # one line in a log file, whatever the width
     )
     config: dict[str, Any] = {
         "host": host,

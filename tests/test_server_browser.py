@@ -34,6 +34,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--window-size=1280,900",
+    # the network is off: only loopback resolves, so a page that needs a CDN fails here
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
 
@@ -130,3 +132,33 @@ def test_browser_signs_in_follows_an_asset_to_its_timeline_and_screenshots(
     assert browser.save_screenshot(str(shot))
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_api_docs_render_in_chromium_with_the_network_off(
+    browser: object, server: tuple[LiveServer, Instance], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert isinstance(browser, WebDriver)
+    live, _ = server
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{live.url}/api/docs")
+    title = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .info .title"))
+    )
+    assert "assetry" in title.text
+    operations = wait.until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path") or None
+    )
+    paths = {op.text.replace("\u200b", "") for op in operations}
+    assert "/api/v1/assets" in paths and "/api/v1/backend/store_set" in paths
+    # no request left this machine: every resource came from the server itself
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert loaded and all(url.startswith(live.url) for url in loaded), loaded
+    shot = tmp_path / "api-docs.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

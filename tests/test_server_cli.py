@@ -121,11 +121,17 @@ def test_serve_answers_with_the_configured_instance(clean_env: Path) -> None:
         )
         assert put.json()["version"] == 1
         assert httpx.get(f"{url}/api/v1/assets").status_code == 401
+        # a token put in a query string by mistake
+        assert httpx.get(f"{url}/api/v1/health", params={"token": TOKEN}).status_code == 200
+        assert httpx.head(f"{url}/ui/login").status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    assert "assetry serving" in stderr and "tokens: ops" in stderr
-    assert TOKEN not in stderr
+        stdout, stderr = process.communicate(timeout=30)
+    # the banner is one line in a log file, however long
+    (banner,) = [line for line in stderr.splitlines() if "assetry serving" in line]
+    assert len(banner) > 80 and "tokens: ops" in banner and str(state) in banner
+    assert "GET /api/v1/health?token=***" in stdout + stderr
+    assert TOKEN not in stderr and TOKEN not in stdout
     # the state outlives the server: it is the configured SQLite file
     with Instance.from_url(f"sqlite:///{state}") as inst:
         assert inst.asset_store("orders").get("k") == 1

@@ -84,7 +84,7 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by _add_docs_routes from installed assets, never a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -96,6 +96,7 @@ def create_app(
 
     _install_error_handlers(app)
     _add_health_routes(app)
+    _add_docs_routes(app)
 
     from . import api, backend_api, views
 
@@ -242,6 +243,49 @@ def _add_health_routes(app: FastAPI) -> None:
                 "run 'assetry db upgrade'",
             )
         return {"status": "ready"}
+
+
+# -- the API's documentation, offline -------------------------------------------------------------
+
+#: Swagger UI's files, from an installed package (the ``server`` extra), by the name served.
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "application/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
+
+
+def _docs_asset(name: str) -> bytes:
+    """One of Swagger UI's files, shipped by ``fastapi-offline`` so the documentation page
+    works without the internet."""
+    from importlib import resources
+
+    return resources.files("fastapi_offline").joinpath("static", name).read_bytes()
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, Response
+
+    @app.api_route("/api/docs", methods=["GET", "HEAD"], include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        base = f"{request.scope.get('root_path', '')}/api/docs/assets"
+        return get_swagger_ui_html(
+            openapi_url=f"{request.scope.get('root_path', '')}{app.openapi_url}",
+            title="assetry API",
+            swagger_js_url=f"{base}/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/swagger-ui.css",
+            swagger_favicon_url=f"{base}/favicon.png",
+        )
+
+    @app.api_route("/api/docs/assets/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        media_type = _DOCS_ASSETS.get(name)
+        if media_type is None:
+            raise ApiError(404, "not_found", f"no documentation asset {name!r}")
+        return Response(
+            _docs_asset(name), media_type=media_type, headers={"cache-control": "max-age=86400"}
+        )
 
 
 # -- middleware ------------------------------------------------------------------------------

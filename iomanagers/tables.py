@@ -21,7 +21,6 @@ travel as bound parameters.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import threading
 import uuid
@@ -45,6 +44,8 @@ from assetry.plugins import INSTALL_HINTS
 from assetry.uri import uri_scheme
 from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
+
+from .table_writes import ENGINE_WRITERS, write_generic
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -561,138 +562,8 @@ class TableHandle(AssetHandle):
                     f"column(s) {', '.join(extra)} (it has {', '.join(columns)}); overwrite "
                     "cannot change a table's columns, drop the table to start over"
                 )
-            writer = {
-                "duckdb": self._write_duckdb,
-                "postgres": self._write_postgres,
-                "sqlite": self._write_sqlite,
-                "mysql": self._write_mysql,
-            }.get(self.location.backend, self._write_generic)
-            return writer(data, mode == "overwrite")
-
-    # DuckDB: register the Arrow data, INSERT ... BY NAME SELECT, in one transaction
-    def _write_duckdb(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
-        view = f"__assetry_{uuid.uuid4().hex}"
-        cur = self.con.con.cursor()
-        try:
-            cur.register(view, data)
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                if overwrite:
-                    params = [self.partition] if self.partition is not None else []
-                    cur.execute(self._delete_sql("?"), params)
-                cur.execute(
-                    f"INSERT INTO {self.qualified_name} BY NAME SELECT * FROM {self._ident(view)}"
-                )
-                row = cur.fetchone()
-                cur.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    cur.execute("ROLLBACK")
-                raise
-        finally:
-            with contextlib.suppress(Exception):
-                cur.unregister(view)
-            cur.close()
-        return int(row[0]) if row else _num_rows(data), None
-
-    # PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction
-    def _write_postgres(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
-        raw = self.con.con
-        names = list(data.schema.names)
-        cols = ", ".join(self._ident(n) for n in names)
-        text = all(_csv_safe(f.type) for f in data.schema)
-        copy_sql = f"COPY {self.qualified_name} ({cols}) FROM STDIN" + (
-            " (FORMAT csv)" if text else ""
-        )
-        rows = nbytes = 0
-        with raw.transaction(), raw.cursor() as cur:
-            if overwrite:
-                params = [self.partition] if self.partition is not None else []
-                cur.execute(self._delete_sql("%s"), params)
-            with cur.copy(copy_sql) as copy:
-                if text:
-                    for chunk, n in _csv_chunks(data, self.manager.batch_rows):
-                        copy.write(chunk)
-                        rows += n
-                        nbytes += len(chunk)
-                else:
-                    for batch in _batches(data, self.manager.batch_rows):
-                        for row in _python_rows(batch, naive_utc=False):
-                            copy.write_row(row)
-                        rows += batch.num_rows
-        return rows, (nbytes or None)
-
-    # SQLite: executemany in one IMMEDIATE transaction
-    def _write_sqlite(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
-        raw = self.con.con
-        names = list(data.schema.names)
-        insert = (
-            f"INSERT INTO {self.qualified_name} ({', '.join(self._ident(n) for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)})"
-        )
-        rows = 0
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            if overwrite:
-                raw.execute(self._delete_sql("?"), [self.partition] if self.partition else [])
-            for batch in _batches(data, self.manager.batch_rows):
-                raw.executemany(insert, _python_rows(batch, naive_utc=False, text_times=True))
-                rows += batch.num_rows
-            raw.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                raw.execute("ROLLBACK")
-            raise
-        return rows, None
-
-    # MySQL / MariaDB: multi-row INSERTs (executemany) in one transaction
-    def _write_mysql(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
-        raw = self.con.con
-        names = list(data.schema.names)
-        target = f"{self.qualified_name} ({', '.join(self._ident(n) for n in names)})"
-        insert = (
-            f"INSERT INTO {target.replace('%', '%%')} VALUES ({', '.join('%s' for _ in names)})"
-        )
-        rows = 0
-        cur = raw.cursor()
-        try:
-            cur.execute("START TRANSACTION")
-            try:
-                if overwrite:
-                    cur.execute(self._delete_sql("%s"), [self.partition] if self.partition else [])
-                for batch in _batches(data, self.manager.batch_rows):
-                    cur.executemany(insert, _python_rows(batch, naive_utc=True))
-                    rows += batch.num_rows
-                raw.commit()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    raw.rollback()
-                raise
-        finally:
-            cur.close()
-        return rows, None
-
-    # any other ibis backend: ibis's own insert (not transactional across delete + insert)
-    def _write_generic(self, data: Any, overwrite: bool) -> tuple[int, int | None]:
-        import ibis
-        import pyarrow as pa
-
-        table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
-        if overwrite and self.partition is not None:
-            import sqlglot.expressions as sge
-
-            delete = self._delete_sql("__p__").replace(
-                "__p__", sge.convert(self.partition).sql(self.dialect)
-            )
-            self.con.raw_sql(delete)
-            overwrite = False
-        self.con.insert(
-            self.location.table,
-            ibis.memtable(table),
-            database=self.location.schema,
-            overwrite=overwrite,
-        )
-        return table.num_rows, None
+            writer = ENGINE_WRITERS.get(self.location.backend, write_generic)
+            return writer(self, data, mode == "overwrite")
 
 
 # -- data conversion -------------------------------------------------------------------------
@@ -710,89 +581,3 @@ def _sqlite_schema(schema: pa.Schema) -> pa.Schema:
 def _autocommit(raw: Any) -> bool:
     getter = getattr(raw, "get_autocommit", None)  # MySQLdb
     return bool(getter() if callable(getter) else getattr(raw, "autocommit", False))
-
-
-def _num_rows(data: Any) -> int:
-    return int(getattr(data, "num_rows", 0))
-
-
-def _batches(data: pa.Table | pa.RecordBatchReader, size: int) -> Iterator[pa.RecordBatch]:
-    import pyarrow as pa
-
-    source = data.to_batches(max_chunksize=size) if isinstance(data, pa.Table) else data
-    for batch in source:
-        if batch.num_rows <= size:
-            yield batch
-            continue
-        for start in range(0, batch.num_rows, size):
-            yield batch.slice(start, size)
-
-
-def _csv_safe(dtype: pa.DataType) -> bool:
-    """Whether PostgreSQL parses pyarrow's CSV rendering of ``dtype`` back to the value."""
-    import pyarrow as pa
-
-    t = pa.types
-    if t.is_dictionary(dtype):
-        return _csv_safe(dtype.value_type)
-    return bool(
-        t.is_integer(dtype)
-        or t.is_floating(dtype)
-        or t.is_boolean(dtype)
-        or t.is_string(dtype)
-        or t.is_large_string(dtype)
-        or t.is_date(dtype)
-        or t.is_timestamp(dtype)
-        or t.is_time(dtype)
-        or t.is_decimal(dtype)
-        or t.is_null(dtype)
-    )
-
-
-def _csv_chunks(data: pa.Table | pa.RecordBatchReader, size: int) -> Iterator[tuple[bytes, int]]:
-    """CSV (no header; nulls as unquoted empty fields, strings always quoted) per batch."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
-    for batch in _batches(data, size):
-        if any(pa.types.is_dictionary(f.type) for f in batch.schema):
-            batch = pa.RecordBatch.from_arrays(
-                [
-                    col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
-                    for col in batch.columns
-                ],
-                names=batch.schema.names,
-            )
-        buffer = io.BytesIO()
-        pcsv.write_csv(batch, buffer, write_options=options)
-        yield buffer.getvalue(), batch.num_rows
-
-
-def _python_rows(
-    batch: pa.RecordBatch, *, naive_utc: bool, text_times: bool = False
-) -> list[tuple[Any, ...]]:
-    """The batch's rows as tuples of Python values the DB-API drivers accept."""
-    import datetime as dt
-
-    import pyarrow as pa
-
-    columns = []
-    for field_, column in zip(batch.schema, batch.columns, strict=True):
-        values = column.to_pylist()
-        dtype = field_.type
-        if pa.types.is_timestamp(dtype) and dtype.tz is not None and naive_utc:
-            values = [
-                v.astimezone(dt.UTC).replace(tzinfo=None) if v is not None else None for v in values
-            ]
-        if text_times and (pa.types.is_timestamp(dtype) or pa.types.is_date(dtype)):
-            values = [
-                v.isoformat(sep=" ")
-                if isinstance(v, dt.datetime)
-                else (v.isoformat() if v is not None else None)
-                for v in values
-            ]
-        if pa.types.is_decimal(dtype) and text_times:
-            values = [str(v) if v is not None else None for v in values]
-        columns.append(values)
-    return list(zip(*columns, strict=True)) if columns else []

@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     import pyarrow as pa
     from assetry import Asset, load_settings
     from assetry.iomanager import IOManagerDispatcher
-    from assetry.iomanagers import objectstorage as osm
+    from assetry import localfs
 
     spec = json.loads(sys.argv[1])
     point = spec["point"]
@@ -47,9 +47,9 @@ CHILD = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "during-write":
-        real_write_local = osm._write_local
+        real_write_file = localfs.write_file
 
-        def write_local(path, write, fsync):
+        def write_file(path, write, *, fsync=True):
             class Dying:
                 def __init__(self, fh):
                     self.fh, self.written = fh, 0
@@ -59,11 +59,11 @@ CHILD = textwrap.dedent(
                     die()
                 def __getattr__(self, name):
                     return getattr(self.fh, name)
-            return real_write_local(path, lambda fh: write(Dying(fh)), fsync)
+            return real_write_file(path, lambda fh: write(Dying(fh)), fsync=fsync)
 
-        osm._write_local = write_local
+        localfs.write_file = write_file
     elif point in ("before-publish", "after-publish"):
-        real_replace, real_rename, real_swap = os.replace, os.rename, osm._swap_local_dir
+        real_replace, real_rename, real_swap = os.replace, os.rename, localfs.swap_dir
 
         def publish(real):
             def wrapper(src, dst, *args, **kwargs):
@@ -81,8 +81,8 @@ CHILD = textwrap.dedent(
             real_swap(staged, target)
             die()
 
-        osm.os.replace = publish(real_replace)
-        osm._swap_local_dir = swap
+        os.replace = publish(real_replace)
+        localfs.swap_dir = swap
 
     asset = Asset(uri=spec["uri"], partition_column="ds")
     ids = spec["ids"]

@@ -4,6 +4,7 @@ memory://, plus what only it does (layout, requests per operation, retries, conn
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -626,19 +627,19 @@ def test_gaps_left_by_imported_ids_are_kept(tmp_path: Path) -> None:
 def test_a_folder_a_concurrent_delete_removes_while_a_write_makes_it_is_made_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Path.mkdir(exist_ok=True) raises FileExistsError when the folder it found is
+    """os.makedirs(exist_ok=True) raises FileExistsError when the folder it found is
     removed (by a delete pruning empty folders) before it checks it is a folder."""
     backend = ObjectStoreBackend(f"file://{tmp_path}/state")
     backend.register_asset("orders", "s3://data/orders")
-    real_mkdir = Path.mkdir
+    real_makedirs = os.makedirs
     races = [1]
 
-    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
-        if races and "store" in self.parts:
+    def makedirs(name: Any, *args: Any, **kwargs: Any) -> None:
+        if races and "store" in Path(name).parts:
             races.pop()
-            raise FileExistsError(17, "File exists", str(self))
-        real_mkdir(self, *args, **kwargs)
+            raise FileExistsError(17, "File exists", str(name))
+        real_makedirs(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "makedirs", makedirs)
     assert backend.store_set("orders", "k", "1", expected_version=None) == 1
     assert not races

@@ -29,13 +29,13 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from assetry import localfs
 from assetry.errors import BackendUnavailableError
 from assetry.retry import Backoff
 
@@ -504,18 +504,12 @@ class LocalStorage(ObjectStorage):
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        import fcntl
-
         if not self._lock_dir_ready:
             (self.root / _LOCK_DIR).mkdir(exist_ok=True)
             self._lock_dir_ready = True
         stripe = int(_md5(key.encode())[:8], 16) % _LOCK_STRIPES
-        fd = os.open(self.root / _LOCK_DIR / f"{stripe:02d}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with localfs.file_lock(self.root / _LOCK_DIR / f"{stripe:02d}.lock"):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _read(self, path: Path) -> bytes | None:
         try:
@@ -530,38 +524,9 @@ class LocalStorage(ObjectStorage):
             raise self._fail("GET", key, exc) from None
         return None if data is None else Blob(data, _md5(data))
 
-    def _write_temp(self, folder: Path, data: bytes) -> Path:
-        for _ in range(5):
-            try:
-                # exist_ok still raises FileExistsError when a concurrent delete removes
-                # the (empty) folder between mkdir finding it and checking it is a folder
-                folder.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-                break
-            except (FileNotFoundError, FileExistsError):  # removed by a concurrent delete
-                continue
-        else:  # pragma: no cover - a delete racing us five times in a row
-            raise FileNotFoundError(str(folder))
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
-        return Path(name)
-
     def _sync_dir(self, folder: Path) -> None:
-        if not self.fsync:
-            return
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.fsync:
+            localfs.fsync_dir(folder)
 
     def put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
@@ -573,19 +538,12 @@ class LocalStorage(ObjectStorage):
                     current = self._read(path)
                     if current is None or _md5(current) != if_match:
                         raise PreconditionFailed(key)
-                temp = self._write_temp(path.parent, data)
                 try:
+                    localfs.atomic_write(path, data, fsync=self.fsync, exclusive=if_none_match)
+                except FileExistsError:
                     if if_none_match:
-                        try:
-                            os.link(temp, path)
-                        except FileExistsError:
-                            raise PreconditionFailed(key) from None
-                    else:
-                        os.replace(temp, path)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(temp)
-                self._sync_dir(path.parent)
+                        raise PreconditionFailed(key) from None
+                    raise
         except OSError as exc:
             raise self._fail("PUT", key, exc) from None
         return _md5(data)

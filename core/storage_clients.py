@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .config import active_settings, load_settings, resolve_connection, storage_options_for
+from .current import current_or_none
 from .models import Asset
 from .uri import normalize_uri, uri_scheme
 from .urls import render_url
@@ -70,10 +71,9 @@ class DatabaseClient:
         return f"DatabaseClient({render_url(self.uri)!r}, conn_id={self.conn_id!r})"
 
     def _dispatcher(self) -> IOManagerDispatcher:
-        from .instance import _current
         from .iomanager import IOManagerDispatcher
 
-        instance = _current.get()
+        instance = current_or_none()
         if instance is not None:
             return instance.io_manager
         if self._own is None:

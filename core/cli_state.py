@@ -25,7 +25,13 @@ from .cli_common import (
 from .errors import StoreValueError
 from .instance import Instance
 from .models import AssetEvent, validate_name
-from .retention import PruneResult, RetentionPolicy, parse_duration, prune_events
+from .retention import (
+    PruneResult,
+    RetentionPolicy,
+    VacuumResult,
+    parse_duration,
+    prune_events,
+)
 from .values import canonical_json, encode_value, validate_key, validate_partition_key
 
 __all__ = ["register"]
@@ -37,6 +43,7 @@ def register(main: click.Group) -> None:
     main.add_command(store)
     main.add_command(events)
     main.add_command(gc)
+    main.add_command(vacuum)
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -621,6 +628,46 @@ def events_prune(
         )
     else:
         _print_prune(results, policy, dry_run)
+
+
+# -- vacuum ------------------------------------------------------------------------------------
+
+
+def _print_vacuum(results: list[VacuumResult], dry_run: bool) -> None:
+    verb = "would expire" if dry_run else "expired"
+    print_table(
+        None,
+        ["asset", "versions pinned by events", f"versions {verb}"],
+        [(r.asset, len(r.kept), len(r.expired)) for r in results],
+        empty="no table-format asset has an event pinning a version",
+    )
+    total = sum(len(r.expired) for r in results)
+    click.echo(f"{verb} {total} table version(s) of {len(results)} asset(s)")
+
+
+@click.command()
+@click.option("--asset", "asset_names", multiple=True, help="Only this asset (repeatable).")
+@click.option("--dry-run", is_flag=True, help="List what would be expired; expire nothing.")
+@json_option
+def vacuum(asset_names: tuple[str, ...], dry_run: bool) -> None:
+    """Expire table versions (Delta, Iceberg) older than the oldest one a live event pins.
+
+    Every event left in the log still reads its data (``connect(asset, as_of=event)``), and
+    pruning never deletes an event a consumer has not read; run ``assetry events prune``
+    first to let more versions go."""
+    inst = state().instance()
+    names = [_record(inst.backend, n).name for n in asset_names] or None
+    results = inst.vacuum(names, dry_run=dry_run)
+    if state().json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "expired": sum(len(r.expired) for r in results),
+                "assets": [r.to_dict() for r in results],
+            }
+        )
+    else:
+        _print_vacuum(results, dry_run)
 
 
 # -- gc ----------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from .current import _current, instance_scope
 from .errors import AssetNotFoundError, ConfigurationError, ConflictError, PluginError
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
+from .retention import VacuumResult, vacuum_tables
 from .store import AssetStore
 from .uri import normalize_uri
 from .urls import render_url, scrub_text
@@ -209,6 +210,15 @@ class Instance:
     def sweep(self, *, batch_size: int = 1000) -> int:
         """Remove the store entries of inactive assets; return how many were removed."""
         return self.backend.sweep(batch_size=batch_size)
+
+    def vacuum(
+        self, assets: Sequence[AssetLike] | None = None, *, dry_run: bool = False
+    ) -> list[VacuumResult]:
+        """Expire the table versions (Delta, Iceberg) older than the oldest one a live event
+        pins, so every event still reads its data (``connect(asset, as_of=event)``); prune
+        events first (``assetry events prune``) to let more versions go."""
+        names = [self._name(a) for a in assets] if assets is not None else None
+        return vacuum_tables(self.backend, self.io_manager, assets=names, dry_run=dry_run)
 
     # -- asset store -----------------------------------------------------------------------
 

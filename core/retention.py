@@ -13,6 +13,11 @@ policy says, :func:`prune_events`
 It is built on :meth:`StateBackend.query_events`, :meth:`~StateBackend.get_cursors` and
 :meth:`~StateBackend.delete_events` and works on every backend that declares
 ``capabilities.event_deletion``.
+
+Table formats (Delta, Iceberg) keep old table versions that events pin
+(``extra["assetry"]["table_version"]``). Since pruning keeps every event a consumer has not
+read, the versions those events name stay readable; :func:`vacuum_tables` then expires the
+table versions older than the oldest one any live event (and so any cursor) still needs.
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backend import EventQuery, StateBackend, utcnow
-from .errors import ConfigurationError, UnsupportedOperationError
+from .errors import ConfigurationError, PluginError, UnsupportedOperationError
 
 __all__ = [
     "PruneResult",
     "RetentionPolicy",
+    "VacuumResult",
     "format_duration",
     "parse_duration",
     "prune_events",
+    "vacuum_tables",
 ]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -226,3 +233,80 @@ def _prune_asset(
         if len(page) < page_size:
             return result
         before = page[-1].id
+
+
+# -- table versions --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class VacuumResult:
+    """What vacuuming did (or, in a dry run, would do) to one asset's table versions."""
+
+    asset: str
+    uri: str
+    kept: list[int]
+    expired: list[int]
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "asset": self.asset,
+            "uri": self.uri,
+            "versions_pinned": self.kept,
+            "expired": self.expired,
+            "dry_run": self.dry_run,
+        }
+
+
+def pinned_versions(backend: StateBackend, asset: str, *, page_size: int = 1000) -> list[int]:
+    """The table versions the live events of ``asset`` pin, in event order (deduplicated)."""
+    seen: dict[int, None] = {}
+    after: int | None = None
+    while True:
+        page = backend.query_events(EventQuery(asset, after=after, limit=page_size))
+        for event in page:
+            figures = event.extra.get("assetry")
+            version = figures.get("table_version") if isinstance(figures, dict) else None
+            if isinstance(version, int) and not isinstance(version, bool):
+                seen.setdefault(version, None)
+        if len(page) < page_size:
+            return list(seen)
+        after = page[-1].id
+
+
+def vacuum_tables(
+    backend: StateBackend,
+    io_manager: Any,
+    *,
+    assets: Sequence[str] | None = None,
+    dry_run: bool = False,
+    on_asset: Callable[[VacuumResult], None] | None = None,
+) -> list[VacuumResult]:
+    """Expire, per table-format asset, the versions older than the oldest that a live event
+    pins (``io_manager`` is the instance's dispatcher). Assets whose IO manager keeps no
+    versions, or with no event pinning one, are left alone: there is nothing to go by."""
+    from .models import Asset
+
+    records = (
+        [r for r in (backend.get_asset(n) for n in assets) if r is not None]
+        if assets is not None
+        else backend.list_assets()
+    )
+    results = []
+    for record in records:
+        asset = Asset(record.name, record.uri)
+        try:
+            manager = io_manager.manager_of(asset)
+        except (PluginError, ValueError):
+            continue
+        if not manager.supports_as_of:
+            continue
+        kept = pinned_versions(backend, record.name)
+        if not kept:
+            continue
+        expired = manager.vacuum(asset, set(kept), dry_run=dry_run)
+        result = VacuumResult(record.name, record.uri, kept, expired, dry_run)
+        results.append(result)
+        if on_asset is not None:
+            on_asset(result)
+    return results

@@ -150,10 +150,9 @@ class DeltaIOManager(IOManager):
         conn_id: str | None = None,
         dry_run: bool = False,
     ) -> list[int]:
-        """Delete the files only versions older than ``min(keep)`` need; return those versions.
-
-        The log entries stay (``cleanup_metadata`` prunes them by Delta's own retention), but
-        the versions can no longer be read.
+        """Delete the files only versions older than ``min(keep)`` need; return those versions
+        (none when no file goes). The log entries stay (``cleanup_metadata`` prunes them by
+        Delta's own retention), but the versions can no longer be read.
         """
         deltalake = _deltalake()
         uri, options = self.location(asset, conn_id)
@@ -167,13 +166,32 @@ class DeltaIOManager(IOManager):
         expired = sorted(v for v in history if v < oldest)
         if not expired:
             return []
-        table.vacuum(
-            retention_hours=0,
-            dry_run=dry_run,
-            enforce_retention_duration=False,
-            keep_versions=list(range(oldest, current + 1)),
-        )
+        vacuum_options: dict[str, Any] = {
+            "retention_hours": 0,
+            "enforce_retention_duration": False,
+            "keep_versions": list(range(oldest, current + 1)),
+        }
+        # The log keeps naming vacuumed versions, and vacuum lists files it already removed:
+        # the versions count as expired only while some of their files are still there.
+        doomed = table.vacuum(dry_run=True, **vacuum_options)
+        if not _any_present(uri, options, doomed):
+            return []
+        if not dry_run:
+            table.vacuum(dry_run=False, **vacuum_options)
         return expired
+
+
+def _any_present(uri: str, storage_options: dict[str, str], files: list[str]) -> bool:
+    """Whether any of ``files`` (paths relative to the table, or absolute) still exists."""
+    if not files:
+        return False
+    import pyarrow.fs as pafs
+    from deltalake.fs import DeltaStorageHandler
+
+    fs = pafs.PyFileSystem(DeltaStorageHandler(uri, storage_options))
+    prefix = uri.rstrip("/") + "/"
+    relative = [f.removeprefix(prefix) for f in files]
+    return any(info.type != pafs.FileType.NotFound for info in fs.get_file_info(relative))
 
 
 class DeltaHandle(TableFormatHandle):

@@ -13,7 +13,11 @@ call doing the same work, and the ratio against its target:
 * DuckDB: ``handle.insert`` vs a raw DuckDB Arrow insert (<= 1.2x);
 * PostgreSQL: ``handle.insert`` vs a raw ``COPY ... FROM STDIN`` of pyarrow-rendered CSV
   (<= 2x), vs ADBC's ingest (for reference), and vs ibis's generic ``insert`` (we should
-  be >= 5x faster).
+  be >= 5x faster);
+* Delta Lake on local disk: ``handle.overwrite`` / ``to_pyarrow`` vs ``deltalake``'s
+  ``write_deltalake`` / ``DeltaTable.to_pyarrow_table`` (<= 1.15x);
+* Iceberg on local disk (SQLite catalog): vs ``pyiceberg``'s ``table.overwrite`` /
+  ``table.scan().to_arrow()`` on the same kind of catalog (<= 1.15x).
 
 Every timing is the best of ``--repeat`` runs (5, or 3 with ``--quick``; ours and the
 baseline alternate), because the machine is shared and single runs swing by +-30%.
@@ -54,8 +58,22 @@ from typing import Any
 PG_URL = os.environ.get("ASSETRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 SIZES = {
-    "full": {"parquet": 10_000_000, "s3": 10_000_000, "duckdb": 1_000_000, "postgres": 1_000_000},
-    "quick": {"parquet": 1_000_000, "s3": 200_000, "duckdb": 200_000, "postgres": 50_000},
+    "full": {
+        "parquet": 10_000_000,
+        "s3": 10_000_000,
+        "duckdb": 1_000_000,
+        "postgres": 1_000_000,
+        "delta": 5_000_000,
+        "iceberg": 5_000_000,
+    },
+    "quick": {
+        "parquet": 1_000_000,
+        "s3": 200_000,
+        "duckdb": 200_000,
+        "postgres": 50_000,
+        "delta": 200_000,
+        "iceberg": 200_000,
+    },
 }
 
 
@@ -395,11 +413,97 @@ def bench_postgres(rows: int, repeat: int) -> list[Figure]:
     ]
 
 
+# -- table formats ---------------------------------------------------------------------------
+
+
+def _format_figures(
+    fmt: str, rows: int, writes: dict[str, float], reads: dict[str, float], raw: str
+) -> list[Figure]:
+    return [
+        Figure(f"{fmt} write (local)", rows, writes["ours"], raw, writes["raw"], "<= 1.15"),
+        Figure(f"{fmt} read (local)", rows, reads["ours"], raw, reads["raw"], "<= 1.15"),
+    ]
+
+
+def bench_delta(rows: int, repeat: int) -> list[Figure]:
+    """A new Delta version replacing the table, and a full read, on local disk."""
+    import deltalake
+    from assetry import Asset
+
+    table = make_table(rows)
+    folder = tempfile.mkdtemp(prefix="assetry-bench-")
+    try:
+        asset = Asset(uri=f"delta+file://{folder}/ours")
+        raw_path = f"{folder}/raw"
+        dispatcher = _dispatcher()
+
+        def ours_write() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.overwrite(table)
+
+        def raw_write() -> None:
+            deltalake.write_deltalake(raw_path, table, mode="overwrite")
+
+        def ours_read() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.to_pyarrow()
+
+        def raw_read() -> None:
+            deltalake.DeltaTable(raw_path).to_pyarrow_table()
+
+        writes = best_of(repeat, [("ours", ours_write), ("raw", raw_write)])
+        reads = best_of(repeat, [("ours", ours_read), ("raw", raw_read)])
+        return _format_figures("delta", rows, writes, reads, "deltalake")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench_iceberg(rows: int, repeat: int) -> list[Figure]:
+    """A new Iceberg snapshot replacing the table, and a full scan, with a SQLite catalog."""
+    from assetry import Asset
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    table = make_table(rows)
+    folder = tempfile.mkdtemp(prefix="assetry-bench-")
+    try:
+        asset = Asset(uri=f"iceberg+file://{folder}/ours/bench/orders")
+        os.makedirs(f"{folder}/raw")
+        catalog = SqlCatalog(
+            "raw", uri=f"sqlite:///{folder}/raw/catalog.db", warehouse=f"file://{folder}/raw"
+        )
+        catalog.create_namespace("bench")
+        catalog.create_table("bench.orders", schema=table.schema)
+        dispatcher = _dispatcher()
+
+        def ours_write() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.overwrite(table)
+
+        def raw_write() -> None:
+            catalog.load_table("bench.orders").overwrite(table)
+
+        def ours_read() -> None:
+            with dispatcher.connect(asset) as handle:
+                handle.to_pyarrow()
+
+        def raw_read() -> None:
+            catalog.load_table("bench.orders").scan().to_arrow()
+
+        writes = best_of(repeat, [("ours", ours_write), ("raw", raw_write)])
+        reads = best_of(repeat, [("ours", ours_read), ("raw", raw_read)])
+        dispatcher.close()
+        return _format_figures("iceberg", rows, writes, reads, "pyiceberg")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 BENCHES: dict[str, Callable[[int, int], list[Figure]]] = {
     "parquet": bench_parquet,
     "s3": bench_s3,
     "duckdb": bench_duckdb,
     "postgres": bench_postgres,
+    "delta": bench_delta,
+    "iceberg": bench_iceberg,
 }
 
 

@@ -220,15 +220,17 @@ class DeltaHandle(TableFormatHandle):
     def _table(self) -> Any:
         """The DeltaTable at the pinned version (or the latest), or None if there is none."""
         deltalake = _deltalake()
-        if not deltalake.DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options):
-            return None
-        if self.as_of is None:
-            return deltalake.DeltaTable(self.uri, storage_options=self.storage_options)
+        from deltalake.exceptions import TableNotFoundError
+
         try:
             return deltalake.DeltaTable(
                 self.uri, version=self.as_of, storage_options=self.storage_options
             )
+        except TableNotFoundError:
+            return None
         except Exception as exc:  # deltalake raises its own errors for a missing version
+            if self.as_of is None:
+                raise
             raise TableVersionError(
                 f"asset {self.asset.name!r} has no version {self.as_of} to read ({exc})"
             ) from None
@@ -251,9 +253,11 @@ class DeltaHandle(TableFormatHandle):
         if table is None:
             raise self._not_written()
         try:
+            if self.partition is None:
+                return table.to_pyarrow_table()
             dataset = table.to_pyarrow_dataset()
             col = self.asset.partition_column
-            if self.partition is not None and col in dataset.schema.names:
+            if col in dataset.schema.names:
                 return dataset.to_table(filter=pads.field(col) == self.partition)
             return self._partition_filter(dataset.to_table())
         except (FileNotFoundError, OSError) as exc:
@@ -275,8 +279,11 @@ class DeltaHandle(TableFormatHandle):
 
     def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
         deltalake = _deltalake()
+        import pyarrow as pa
+
         data = prepare_partition(self.asset, self.partition, data)
-        counter = RowCounter(data)
+        counter = RowCounter(data) if isinstance(data, pa.RecordBatchReader) else None
+        source = counter.reader if counter is not None else data
         col = self.asset.partition_column
         kwargs: dict[str, Any] = {"storage_options": self.storage_options}
         if self.manager.writer_properties:
@@ -296,19 +303,23 @@ class DeltaHandle(TableFormatHandle):
             kwargs["schema_mode"] = "overwrite"
         table = self._table()
         if table is not None:
-            deltalake.write_deltalake(table, counter.reader, **kwargs)
+            deltalake.write_deltalake(table, source, **kwargs)
             self._committed_version = table.version()
-            return counter.rows, None
-        if col and col in counter.reader.schema.names:
+            return self._rows(data, counter), None
+        if col and col in source.schema.names:
             kwargs["partition_by"] = [col]
         kwargs.pop("predicate", None)  # a new table has no other partition to keep
         write_id = uuid.uuid4().hex
         kwargs["commit_properties"] = deltalake.CommitProperties(
             custom_metadata={"assetry.write_id": write_id}
         )
-        deltalake.write_deltalake(self.uri, counter.reader, **kwargs)
+        deltalake.write_deltalake(self.uri, source, **kwargs)
         self._committed_version = self._version_of(write_id)
-        return counter.rows, None
+        return self._rows(data, counter), None
+
+    @staticmethod
+    def _rows(data: pa.Table | pa.RecordBatchReader, counter: RowCounter | None) -> int:
+        return counter.rows if counter is not None else int(data.num_rows)
 
     def _version_of(self, write_id: str) -> int | None:
         """The version whose commit carries ``write_id`` (a first write cannot hold the table

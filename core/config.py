@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import threading
 import tomllib
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECTION_FIELDS",
+    "CONNECTION_SOURCES_GROUP",
     "DEFAULT_CONN_IDS",
     "Connection",
     "Settings",
@@ -633,6 +635,7 @@ def active_settings() -> Settings:
 
 
 ConnectionLookup = Callable[[str], "Connection | None"]
+_log = logging.getLogger(__name__)
 
 #: Extra sources of connections, asked in order when the configuration lacks an id.
 _lookups: list[ConnectionLookup] = []
@@ -666,6 +669,49 @@ def lookup_connection(conn_id: str, settings: Settings) -> Connection | None:
         lookups = list(_lookups)
     for lookup in lookups:
         found = lookup(cid)
+        if found is not None:
+            return found
+    return _entry_point_connection(conn_id)
+
+
+#: Entry-point group of connection lookups that packages declare (``assetry.airflow``'s
+#: ``airflow``): asked after the registered ones, in name order, with the id as given.
+CONNECTION_SOURCES_GROUP = "assetry.connection_sources"
+_sources: dict[str, ConnectionLookup] | None = None
+
+
+def _entry_point_sources() -> dict[str, ConnectionLookup]:
+    global _sources
+    with _lookups_lock:
+        if _sources is None:
+            from importlib.metadata import entry_points
+
+            found: dict[str, ConnectionLookup] = {}
+            for ep in entry_points(group=CONNECTION_SOURCES_GROUP):
+                try:
+                    found[ep.name] = ep.load()
+                except Exception as exc:  # a broken plugin must not break the others
+                    _log.warning(
+                        "connection source %r (%s) cannot be loaded: %s", ep.name, ep.value, exc
+                    )
+            _sources = dict(sorted(found.items()))
+        return _sources
+
+
+def _entry_point_connection(conn_id: str) -> Connection | None:
+    """The connection from the first declared source that has it. A source that fails is
+    logged (by the error's type only: its message may quote a secret) and skipped; a
+    :class:`ConfigurationError` (a connection it has but cannot convert) propagates."""
+    for name, source in _entry_point_sources().items():
+        try:
+            found = source(conn_id)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            _log.warning(
+                "connection source %r failed to look up %r: %s", name, conn_id, type(exc).__name__
+            )
+            continue
         if found is not None:
             return found
     return None

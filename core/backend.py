@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import enum
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .models import AssetEvent
+from .urls import scrub_text
 
 __all__ = [
     "ANY_VERSION",
@@ -222,10 +224,22 @@ class StateBackend(abc.ABC):
         """A one-line description with secrets masked, for logs and ``repr``."""
         return type(self).__name__
 
-    def __repr__(self) -> str:
-        from .urls import scrub_text
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Pass every subclass's :meth:`describe` through :func:`assetry.urls.scrub_text`,
+        so no backend (a plugin's included) can print a URL's secrets."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("describe")
+        if own is not None and not getattr(own, "_scrubbed", False):
 
-        return f"<{scrub_text(self.describe())}>"
+            @functools.wraps(own)
+            def describe(self: StateBackend) -> str:
+                return scrub_text(own(self))
+
+            describe._scrubbed = True  # type: ignore[attr-defined]
+            setattr(cls, "describe", describe)  # noqa: B010
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
 
     def __enter__(self) -> StateBackend:
         return self

@@ -437,10 +437,19 @@ def secrets_of(value: Any) -> set[str]:
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]*")
 
 
-def _named_in_prose(name: str) -> bool:
-    """A secret name as free text uses it: the generic ones (``key``, ``auth``, ``sig``)
-    count only inside a URL's query or a mapping, where they cannot be ordinary words."""
-    return is_secret_name(name) and _fold(name) not in SECRET_NAMES
+def _secret_in_text(match: re.Match[str]) -> bool:
+    """Whether a ``name=value`` / ``name: value`` pair of free text holds a secret: any
+    secret name when quoted (a mapping's key) or given with ``=`` (a keyword argument), but
+    for ``key=``; in prose (``name: value``) only the unmistakable names, not the generic
+    ``key``, ``auth`` or ``sig``, which are ordinary words there."""
+    name = match["name"]
+    if not is_secret_name(name):
+        return False
+    if match["q1"]:
+        return True
+    if "=" in match["sep"]:
+        return _fold(name) != "key"
+    return _fold(name) not in SECRET_NAMES
 
 
 def scrub_text(text: object, known: Iterable[str] = ()) -> str:
@@ -455,7 +464,7 @@ def scrub_text(text: object, known: Iterable[str] = ()) -> str:
     text = _URL_IN_TEXT.sub(lambda m: _render_text(m[0]), text)
 
     def repl(match: re.Match[str]) -> str:
-        if not _named_in_prose(match["name"]):
+        if not _secret_in_text(match):
             return match[0]
         value = match["quoted"] if match["q2"] else match["bare"]
         if not value or value == MASK:

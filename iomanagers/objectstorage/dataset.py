@@ -14,8 +14,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from assetry import localfs
+from assetry import AssetValueError, StoreValueError, localfs
 from assetry.retry import Backoff
+from assetry.values import validate_partition_key
 
 from .formats import conform, writer_for
 from .handle import ObjectStorageHandle
@@ -181,11 +182,13 @@ class DatasetHandle(ObjectStorageHandle):
         table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
         column = table.column(col)
         if column.null_count:
-            raise ValueError(
+            raise AssetValueError(
                 f"asset {self.asset.name!r}: the partition column {col!r} has null values; "
                 "every row needs a partition"
             )
         values = pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
+        for value in pc.unique(values).to_pylist():
+            self._check_partition_value(value)
         rest = table.drop_columns([col])
         if self.partition is not None:
             others = pc.unique(pc.filter(values, pc.not_equal(values, self.partition)))
@@ -202,6 +205,21 @@ class DatasetHandle(ObjectStorageHandle):
         for value in pc.unique(values).to_pylist():
             pieces.append((value, rest.filter(pc.equal(values, value))))
         return pieces
+
+    def _check_partition_value(self, value: str) -> None:
+        """Refuse a partition value that cannot name a folder here, before anything is
+        staged, so a write spanning several partitions fails whole."""
+        col = self.partition_column
+        try:
+            validate_partition_key(value)
+            if self.location.kind == "local":
+                check_local_name(self.asset, self._segment(value))
+        except (StoreValueError, AssetValueError) as exc:
+            raise AssetValueError(
+                f"asset {self.asset.name!r}: the partition column {col!r} holds the value "
+                f"{value[:40]!r}{'...' if len(value) > 40 else ''}, which cannot be a "
+                f"partition: {exc}; nothing was written"
+            ) from None
 
     def _dir_for(self, partition: str | None) -> str:
         if partition is None:
@@ -231,29 +249,22 @@ class DatasetHandle(ObjectStorageHandle):
             if schema is not None:
                 what = f"asset {self.asset.name!r}"
                 pieces = [(p, conform(piece, schema, what)) for p, piece in pieces]
-            rows = nbytes = 0
             with locked(loc, loc.path, exclusive=False):
-                for partition, piece in pieces:
-                    r, b = self._insert_part(self._dir_for(partition), piece)
-                    rows, nbytes = rows + r, nbytes + b
-            return rows, nbytes
+                if loc.kind == "local":
+                    return self._insert_local(pieces)
+                if len(pieces) == 1:
+                    return self._insert_part(self._dir_for(pieces[0][0]), pieces[0][1])
+                return self._publish_journaled(pieces, replace=False)
         with locked(loc, loc.path, exclusive=True):
             if loc.kind == "local":
                 return self._overwrite_local(pieces)
-            return self._overwrite_journaled(pieces)
+            return self._publish_journaled(pieces, replace=True)
 
     def _insert_part(self, folder: str, data: Any) -> tuple[int, int]:
-        """Add one part file to ``folder``, published atomically."""
+        """Add one part file to ``folder`` on an object store, published atomically."""
         loc = self.location
         writer, rows = writer_for("parquet", data, self.manager.parquet_options)
         final = f"{folder}/{part_name()}"
-        if loc.kind == "local":
-            os.makedirs(folder, exist_ok=True)
-            with local_staging(loc.parent()) as staging:
-                size = localfs.atomic_write(
-                    final, writer, fsync=self.manager.fsync, staging_dir=staging.dir
-                )
-            return rows[0], size
         if loc.kind == "memory":
             payload = write_buffer(writer)
             loc.fs.pipe_file(final, payload)
@@ -265,6 +276,34 @@ class DatasetHandle(ObjectStorageHandle):
         size = write_remote(loc.fs, staged, writer)
         loc.fs.mv(staged, final)
         return rows[0], size
+
+    def _insert_local(self, pieces: list[tuple[str | None, Any]]) -> tuple[int, int]:
+        """Stage one part file per partition, then publish them all; a failure before the
+        last is published withdraws those already published."""
+        rows = nbytes = 0
+        with local_staging(self.location.parent()) as staging:
+            staged: list[tuple[str, str]] = []
+            for partition, piece in pieces:
+                writer, r = writer_for("parquet", piece, self.manager.parquet_options)
+                name = part_name()
+                temp = os.path.join(staging.dir, f"{len(staged)}-{name}.tmp")
+                nbytes += localfs.write_file(temp, writer, fsync=self.manager.fsync)
+                rows += r[0]
+                staged.append((temp, f"{self._dir_for(partition)}/{name}"))
+            published: list[str] = []
+            try:
+                for temp, final in staged:
+                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    localfs.publish(temp, final, exclusive=False)
+                    published.append(final)
+                    if self.manager.fsync:
+                        localfs.fsync_dir(os.path.dirname(final))
+            except BaseException:
+                for final in published:
+                    with contextlib.suppress(OSError):
+                        os.unlink(final)
+                raise
+        return rows, nbytes
 
     def _overwrite_local(self, pieces: list[tuple[str | None, Any]]) -> tuple[int, int]:
         """Build the new folder in staging, then swap it in with one atomic exchange."""
@@ -298,7 +337,11 @@ class DatasetHandle(ObjectStorageHandle):
         rel = final[len(self.location.path) :].lstrip("/")
         return self.location.join(CONTROL_DIR, "staging", txid, rel + ".tmp")
 
-    def _overwrite_journaled(self, pieces: list[tuple[str | None, Any]]) -> tuple[int, int]:
+    def _publish_journaled(
+        self, pieces: list[tuple[str | None, Any]], *, replace: bool
+    ) -> tuple[int, int]:
+        """Stage every piece, then commit them in one journal write (replacing the scope's
+        files when ``replace``): a failure before the journal leaves nothing visible."""
         loc = self.location
         fs = loc.fs
         txid = localfs.new_id()
@@ -317,7 +360,7 @@ class DatasetHandle(ObjectStorageHandle):
                 nbytes += write_remote(fs, staged, writer)
             rows += r[0]
             moves.append((staged, final))
-        old = self._files()
+        old = self._files() if replace else []
         journal = {"txid": txid, "scope": self.scope, "old": old, "new": moves}
         fs.pipe_file(f"{self._journal_dir()}/{txid}.json", json.dumps(journal).encode())
         self._apply(journal)

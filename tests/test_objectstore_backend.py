@@ -14,7 +14,8 @@ import assetry
 import pytest
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.objectstore import Layout, ObjectStoreBackend
-from assetry.backends.objectstore.backend import HINT_INTERVAL, TOKEN_HISTORY, _storage_options
+from assetry.backends.objectstore.base import HINT_INTERVAL, TOKEN_HISTORY
+from assetry.backends.objectstore.location import _storage_options
 from assetry.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from assetry.testing import StateBackendConformance
 

@@ -47,7 +47,8 @@ their conditional writes are not wired up yet.
 
 from __future__ import annotations
 
-from .backend import LAYOUT_VERSION, ObjectStoreBackend
+from .backend import ObjectStoreBackend
+from .base import LAYOUT_VERSION
 from .keys import Layout, decode_component, encode_component
 
 __all__ = [

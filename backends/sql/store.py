@@ -1,0 +1,296 @@
+"""The asset store of the sql backend: entries, compare-and-set, clearing and the sweep.
+
+Writes are single dialect-native upserts guarded by the asset's row (an inactive or unknown
+asset matches nothing, and only then is the reason looked up); compare-and-set compares the
+row version.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from assetry.backend import (
+    ANY_VERSION,
+    StoreEntry,
+    StoreWrite,
+    inactive_error,
+    not_found_error,
+    version_conflict,
+)
+
+from .base import (
+    _ASSET_LEVEL_HASH,
+    ASSETS,
+    STORE,
+    SQLBase,
+    _core_rowcount,
+    _fetchone,
+    _from_us,
+    _now_us,
+    _on_cursor,
+    _rowcount,
+    _slot,
+)
+from .schema import ASSET_LEVEL, digest
+from .statements import Statements
+
+__all__ = ["SQLStore"]
+
+
+class SQLStore(SQLBase):
+    """Per-asset (and per-partition) key/value entries with row versions."""
+
+    # -- asset store ----------------------------------------------------------------------------
+
+    def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
+        sql = self._sql or self._ready()
+        params = {
+            "name_hash": digest(asset),
+            "partition_hash": _slot(partition),
+            "key": key,
+        }
+        row = self._db.run(lambda held: _fetchone(sql.store_get, params, held))
+        if row is None:
+            return None
+        return StoreEntry(key, row[0], row[1], partition, _from_us(row[2]))
+
+    def _entry_params(
+        self, asset: str, key: str, value_json: str, partition: str | None
+    ) -> dict[str, Any]:
+        return {
+            "name_hash": digest(asset),
+            "partition_hash": _slot(partition),
+            "partition_key": partition or ASSET_LEVEL,
+            "key": key,
+            "value": value_json,
+            "now": _now_us(),
+        }
+
+    def _upsert(self, sql: Statements, cursor: Any, params: Mapping[str, Any]) -> int | None:
+        """Write an entry unconditionally; its new version, or ``None`` when the asset is
+        not active (nothing was written)."""
+        sql.store_upsert.run(cursor, params)
+        if sql.returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        affected = cursor.rowcount
+        if affected == 1:  # inserted
+            return 1
+        if affected == 2:  # updated; LAST_INSERT_ID(version + 1) is the new version
+            return int(cursor.lastrowid)
+        return None
+
+    def _create(self, sql: Statements, cursor: Any, params: Mapping[str, Any]) -> bool:
+        """Create an entry that must not exist yet; whether it was created."""
+        if sql.returning:
+            return sql.store_create.run(cursor, params).fetchone() is not None
+        try:
+            sql.store_create.run(cursor, params)
+        except self._db.dialect.loaded_dbapi.IntegrityError as exc:
+            if exc.args and exc.args[0] == 1062:  # duplicate key: it exists
+                return False
+            raise
+        return bool(cursor.rowcount == 1)
+
+    def _entry_state(
+        self, asset: str, key: str, partition: str | None
+    ) -> tuple[bool | None, int | None]:
+        """Whether the asset is active (``None``: not registered) and the entry's version."""
+        sql = self._ready()
+        params = {
+            "name_hash": digest(asset),
+            "partition_hash": _slot(partition),
+            "key": key,
+        }
+        row = self._db.run(lambda held: _fetchone(sql.store_why, params, held))
+        if row is None:
+            return None, None
+        return bool(row[0]), None if row[1] is None else int(row[1])
+
+    def _lost_race(self, asset: str, key: str, partition: str | None, expected: Any) -> Exception:
+        """The error for a conditional write that matched nothing: the asset's state, or a
+        version conflict naming the entry's actual version."""
+        active, version = self._entry_state(asset, key, partition)
+        if active is None:
+            return not_found_error(asset)
+        if not active:
+            return inactive_error(asset)
+        return version_conflict(asset, key, expected, version)
+
+    def store_set(
+        self,
+        asset: str,
+        key: str,
+        value_json: str,
+        partition: str | None = None,
+        *,
+        expected_version: Any = ANY_VERSION,
+    ) -> int:
+        sql = self._sql or self._ready()
+        params = self._entry_params(asset, key, value_json, partition)
+        if expected_version is ANY_VERSION:
+            version = self._db.run(
+                _on_cursor(lambda c: self._upsert(sql, c, params)), repeatable=False
+            )
+            if version is None:
+                raise self._unwritable(asset)
+            return version
+        if expected_version is None:
+            if self._db.run(_on_cursor(lambda c: self._create(sql, c, params)), repeatable=False):
+                return 1
+            raise self._lost_race(asset, key, partition, None)
+        params["expected"] = expected_version
+        if self._db.run(
+            lambda held: _rowcount(sql.store_update_if, params, held), repeatable=False
+        ):
+            return int(expected_version) + 1
+        raise self._lost_race(asset, key, partition, expected_version)
+
+    def store_delete(
+        self,
+        asset: str,
+        key: str,
+        partition: str | None = None,
+        *,
+        expected_version: Any = ANY_VERSION,
+    ) -> bool:
+        sql = self._sql or self._ready()
+        params: dict[str, Any] = {
+            "name_hash": digest(asset),
+            "partition_hash": _slot(partition),
+            "key": key,
+        }
+        if expected_version is ANY_VERSION:
+            if self._db.run(
+                lambda held: _rowcount(sql.store_delete, params, held), repeatable=False
+            ):
+                return True
+            self._require_writable(asset)
+            return False
+        if expected_version is None:  # delete only if absent: nothing to delete, or a conflict
+            active, version = self._entry_state(asset, key, partition)
+            if active is None:
+                raise not_found_error(asset)
+            if not active:
+                raise inactive_error(asset)
+            if version is not None:
+                raise version_conflict(asset, key, None, version)
+            return False
+        params["expected"] = expected_version
+        if self._db.run(
+            lambda held: _rowcount(sql.store_delete_if, params, held), repeatable=False
+        ):
+            return True
+        raise self._lost_race(asset, key, partition, expected_version)
+
+    def _entries_of(self, asset: str, partition: str | None) -> Any:
+        return sa.and_(
+            STORE.c.asset_id
+            == sa.select(ASSETS.c.id).where(ASSETS.c.name_hash == digest(asset)).scalar_subquery(),
+            STORE.c.partition_hash == _slot(partition),
+        )
+
+    def store_clear(
+        self, asset: str, partition: str | None = None, *, all_partitions: bool = False
+    ) -> int:
+        active_id = (
+            sa.select(ASSETS.c.id)
+            .where(ASSETS.c.name_hash == digest(asset), ASSETS.c.active)
+            .scalar_subquery()
+        )
+        doomed = sa.delete(STORE).where(STORE.c.asset_id == active_id)
+        if not all_partitions:
+            doomed = doomed.where(STORE.c.partition_hash == _slot(partition))
+        removed = self._write(doomed)
+        if removed == 0:
+            self._require_writable(asset)
+        return removed
+
+    def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
+        rows = self._read(
+            sa.select(STORE.c.key, STORE.c.value, STORE.c.version, STORE.c.updated_at_us).where(
+                self._entries_of(asset, partition)
+            )
+        )
+        return [
+            StoreEntry(r.key, r.value, int(r.version), partition, _from_us(r.updated_at_us))
+            for r in sorted(rows, key=lambda r: r.key)
+        ]
+
+    def store_keys(self, asset: str, partition: str | None = None) -> list[str]:
+        rows = self._read(sa.select(STORE.c.key).where(self._entries_of(asset, partition)))
+        return sorted(r.key for r in rows)
+
+    def store_partitions(self, asset: str) -> list[str]:
+        asset_id = (
+            sa.select(ASSETS.c.id).where(ASSETS.c.name_hash == digest(asset)).scalar_subquery()
+        )
+        rows = self._read(
+            sa.select(STORE.c.partition_key)
+            .where(STORE.c.asset_id == asset_id, STORE.c.partition_hash != _ASSET_LEVEL_HASH)
+            .distinct()
+        )
+        return sorted(r.partition_key for r in rows)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def sweep(self, *, batch_size: int = 1000) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        inactive = [r.id for r in self._read(sa.select(ASSETS.c.id).where(~ASSETS.c.active))]
+        removed = 0
+        for asset_id in inactive:
+            batch = self._sweep_batch(asset_id, batch_size)
+            while True:  # each batch commits on its own: no long transaction, no big lock
+                count = self._db.run(functools.partial(_core_rowcount, batch))
+                removed += count
+                if count < batch_size:
+                    break
+        return removed
+
+    def _sweep_batch(self, asset_id: int, batch_size: int) -> sa.Delete:
+        """Delete at most ``batch_size`` entries of an asset, while it is still inactive."""
+        s, a = STORE, ASSETS
+        still_inactive = sa.exists().where(a.c.id == asset_id, ~a.c.active)
+        if self._db.family == "mysql":
+            return (
+                sa.delete(s)
+                .where(s.c.asset_id == asset_id, still_inactive)
+                .with_dialect_options(mysql_limit=batch_size)
+            )
+        batch = (
+            sa.select(s.c.asset_id, s.c.partition_hash, s.c.key)
+            .where(s.c.asset_id == asset_id, still_inactive)
+            .limit(batch_size)
+        )
+        return sa.delete(s).where(sa.tuple_(s.c.asset_id, s.c.partition_hash, s.c.key).in_(batch))
+
+    # -- compare-and-set inside a batch (SQLBackend.apply) ------------------------------------
+
+    def _apply_if(
+        self, sql: Statements, cursor: Any, write: StoreWrite, params: dict[str, Any]
+    ) -> None:
+        """A compare-and-set write inside :meth:`apply`'s transaction; a lost race raises
+        (and the transaction rolls back)."""
+        expected = write.expected_version
+        deleting = write.value_json is None
+        if expected is None:
+            done = not deleting and self._create(sql, cursor, params)
+        else:
+            params["expected"] = expected
+            statement = sql.store_delete_if if deleting else sql.store_update_if
+            done = statement.run(cursor, params).rowcount == 1
+        if done:
+            return
+        row = sql.store_why.run(cursor, params).fetchone()
+        if row is None:
+            raise not_found_error(write.asset)
+        if not row[0]:
+            raise inactive_error(write.asset)
+        actual = None if row[1] is None else int(row[1])
+        if expected is None and deleting and actual is None:
+            return  # deleting a key that must be absent: it is, nothing to do
+        raise version_conflict(write.asset, write.key, expected, actual)

@@ -1,5 +1,5 @@
-"""Local-directory driver: temporary file, fsync, then ``os.link`` (create) or
-``os.replace`` (replace) under a striped ``fcntl.flock``, atomic across processes."""
+"""Local-directory driver: :mod:`assetry.localfs`'s atomic write (create or replace) under
+a striped file lock, so compare-and-set is atomic across processes."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from assetry import AssetNotFoundError, AssetValueError, IOManager, PluginError, TableVersionError
 from assetry.config import storage_options_for
-from assetry.uri import mask_url, uri_scheme
+from assetry.urls import parse_asset_uri, render_url
 
 from ._lakehouse import (
     RowCounter,
@@ -98,12 +98,12 @@ class DeltaIOManager(IOManager):
 
     def location(self, asset: Asset, conn_id: str | None = None) -> tuple[str, dict[str, str]]:
         """The table URI deltalake opens for ``asset`` and its storage options."""
-        scheme = uri_scheme(asset.uri)
-        inner = scheme.split("+", 1)[1] if "+" in scheme else scheme
-        rest = asset.uri.split("://", 1)[1].split("?", 1)[0]
+        parsed = parse_asset_uri(asset.uri)
+        scheme, inner = parsed.full_scheme, parsed.scheme
+        rest = parsed.authority + parsed.path
         if not rest.strip("/") or any(seg in (".", "..") for seg in rest.split("/")):
             raise AssetValueError(
-                f"asset {asset.name!r}: {mask_url(asset.uri)!r} names no table folder (or has "
+                f"asset {asset.name!r}: {render_url(asset.uri)!r} names no table folder (or has "
                 "a '.' or '..' segment); use delta+file:///abs/path/table or "
                 "delta+s3://bucket/prefix/table"
             )
@@ -213,7 +213,7 @@ class DeltaHandle(TableFormatHandle):
 
     def __repr__(self) -> str:
         pinned = f", as_of={self.as_of}" if self.as_of is not None else ""
-        return f"DeltaHandle({mask_url(self.asset.uri)!r}, partition={self.partition!r}{pinned})"
+        return f"DeltaHandle({render_url(self.asset.uri)!r}, partition={self.partition!r}{pinned})"
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -237,7 +237,7 @@ class DeltaHandle(TableFormatHandle):
 
     def _not_written(self) -> AssetNotFoundError:
         return AssetNotFoundError(
-            f"asset {self.asset.name!r}: no Delta table at {mask_url(self.asset.uri)!r} yet; "
+            f"asset {self.asset.name!r}: no Delta table at {render_url(self.asset.uri)!r} yet; "
             "write it first (exists() tells)"
         )
 

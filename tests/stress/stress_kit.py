@@ -25,8 +25,9 @@ import pytest
 FIGURES_ENV = "ASSETRY_STRESS_FIGURES"
 SCALE_ENV = "ASSETRY_STRESS_SCALE"
 
-#: Every backend the suites run on: memory (threads), the rest by processes.
-BACKENDS = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file")
+#: Every backend the suites run on: memory (threads), the rest by processes; ``http`` is a
+#: real ``assetry serve`` process (on SQLite) that the workers reach through the API.
+BACKENDS = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file", "http")
 #: Backends that several processes share.
 PROCESS_BACKENDS = BACKENDS[1:]
 #: Backends with transactions (atomic batches).
@@ -165,6 +166,79 @@ def serialize_moto_object_writes() -> None:
         setattr(S3Response, name, serialized)
 
 
+#: The running ``assetry serve`` of each http case, by its URL (for tests that kill it).
+SERVERS: dict[str, ServerProcess] = {}
+
+
+class ServerProcess:
+    """``assetry serve`` in a child process on a fixed loopback port, over a state URL,
+    with one read-write token: started, SIGKILLed and restarted on the same port."""
+
+    def __init__(self, state_url: str, log_path: Path, port: int | None = None) -> None:
+        import secrets
+        import socket
+
+        self.state_url = state_url
+        self.log_path = log_path
+        self.token = secrets.token_urlsafe(24)
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: Any = None
+        self.starts = 0
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        """Start the server and return once it answers ``/api/v1/ready``."""
+        import json
+        import os
+        import subprocess
+        import sys
+
+        import httpx
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
+        env["ASSETRY_SERVER_TOKENS"] = json.dumps(
+            [{"name": "stress", "token": self.token, "access": "write"}]
+        )
+        command = [sys.executable, "-m", "assetry", "--url", self.state_url, "serve"]
+        command += ["--port", str(self.port), "--log-level", "warning"]
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/api/v1/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"assetry serve on {self.url} did not start: {self.log_path.read_text()}"
+                )
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would."""
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except Exception:
+                self.process.kill()
+                self.process.wait(15)
+
+
 def make_case(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendCase]:
     """Yield a fresh state of backend ``kind`` and clean it up afterwards."""
     tag = f"stress_{uuid.uuid4().hex[:10]}"
@@ -194,6 +268,15 @@ def make_case(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         yield BackendCase(kind, f"s3://{bucket}/state", {"storage_options": server.storage_options})
     elif kind == "file":
         yield BackendCase(kind, f"file://{tmp_path / 'state'}")
+    elif kind == "http":
+        server = ServerProcess(f"sqlite:///{tmp_path / 'served.db'}", tmp_path / "server.log")
+        server.start()
+        SERVERS[server.url] = server
+        try:
+            yield BackendCase(kind, server.url, {"token": server.token})
+        finally:
+            SERVERS.pop(server.url, None)
+            server.stop()
     else:  # pragma: no cover - a typo in a parametrisation
         raise ValueError(f"unknown backend kind {kind!r}")
 

@@ -348,3 +348,40 @@ def s3_fault_worker(start: Any, case: Any, writer: int, ops: int) -> dict[str, A
 def call(start: Any, fn: Any, args: tuple[Any, ...]) -> Any:
     """Run ``fn(start, *args)``: lets one batch of workers mix kinds of work."""
     return fn(start, *args)
+
+
+# -- faults: the server of the http backend killed and restarted ------------------------------------
+
+
+def outage_worker(
+    barrier: Any, case: Any, log_path: str, writer: str, ops: int, stop_path: str
+) -> tuple[int, int]:
+    """Increments and events through the http backend while its server is killed and
+    restarted, at least ``ops`` of each and until ``stop_path`` exists: an operation the
+    backend could not confirm is logged ``U`` (unknown outcome) and the next one starts.
+    Returns how many of each kind were tried, and how many were unconfirmed."""
+    log = AckLog(log_path)
+    inst = case.instance()
+    store = inst.asset_store(COUNTER)
+    log.line("R")
+    barrier.wait()
+    unconfirmed = 0
+    seq = 0
+    while seq < ops or not os.path.exists(stop_path):
+        for kind in ("update", "event"):
+            op = f"{writer}/{seq}"
+            log.line("B", kind, op)
+            try:
+                if kind == "update":
+                    store.update("n", _plus_one, default=0)
+                else:
+                    inst.record_event(ORDERS, extra={"w": writer, "s": seq})
+            except BackendUnavailableError:
+                log.line("U", kind, op)
+                unconfirmed += 1
+                time.sleep(0.05)
+                continue
+            log.line("A", kind, op)
+        seq += 1
+    inst.close()
+    return seq, unconfirmed

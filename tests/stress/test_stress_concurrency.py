@@ -1,8 +1,9 @@
 """Concurrency on every backend: no lost update, no lost or duplicated event, per-asset
 order, consumer cursors that hand each event exactly once, and deactivation racing writers.
 
-The memory backend is driven by threads; SQLite, PostgreSQL, MariaDB, S3 (moto) and local
-files by processes, each building its own backend from the URL.
+The memory backend is driven by threads; SQLite, PostgreSQL, MariaDB, S3 (moto), local
+files and the http backend (an ``assetry serve`` process on SQLite) by processes, each
+building its own backend from the URL.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.timeout(900)
 
 #: Per backend (quick, large): writers and operations per writer. S3 on moto answers a
 #: request in ~10 ms from one server thread pool, so it gets fewer operations.
-WRITERS = {"memory": (8, 16), "s3": (3, 8)}
+WRITERS = {"memory": (8, 16), "s3": (3, 8), "http": (3, 12)}
 DEFAULT_WRITERS = (4, 12)
-OPS = {"memory": (300, 3000), "s3": (10, 60), "file": (30, 300)}
+OPS = {"memory": (300, 3000), "s3": (10, 60), "file": (30, 300), "http": (25, 400)}
 DEFAULT_OPS = (40, 400)
 
 

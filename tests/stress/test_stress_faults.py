@@ -1,5 +1,6 @@
 """Faults: writers SIGKILLed at random points, database connections cut mid-run (as a
-server restart does), and an S3 endpoint that fails and drops requests.
+server restart does), an S3 endpoint that fails and drops requests, and the http backend's
+``assetry serve`` process SIGKILLed and restarted on the same port.
 
 After each, the state is consistent: every acknowledged write is there once, a write in
 flight when its process died is there at most once, nothing partial is visible, and a
@@ -24,8 +25,10 @@ import stress_workers as w
 from assetry.errors import BackendUnavailableError
 from fault_proxy import FaultProxy
 from stress_kit import (
+    SERVERS,
     BackendCase,
     Recorder,
+    ServerProcess,
     Sizes,
     kill_server_connections,
     make_case,
@@ -525,3 +528,97 @@ def test_s3_endpoint_that_always_fails_gives_a_clear_error_after_bounded_retries
         faults=injected,
         notes={"scenario": "endpoint always failing: a clear error after 4 attempts"},
     )
+
+
+# -- the http backend's server killed and restarted on the same port --------------------------------
+
+
+@pytest.fixture
+def http_case(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    yield from make_case("http", request, tmp_path)
+
+
+def test_http_server_killed_and_restarted_loses_no_acknowledged_write(
+    http_case: BackendCase, sizes: Sizes, figures: Recorder, tmp_path: Path
+) -> None:
+    """Writers keep going through the http backend while its ``assetry serve`` process is
+    SIGKILLed and restarted on the same port: every acknowledged increment and event is
+    there once, unconfirmed ones at most once, and the clients recover on their own."""
+    case = http_case
+    server: ServerProcess = SERVERS[case.url]
+    writers, ops, kills = sizes.pick(3, 6), sizes.pick(40, 300), sizes.pick(2, 8)
+    with case.instance() as inst:
+        inst.register(w.COUNTER)
+        inst.register(w.ORDERS)
+    logs = [str(tmp_path / f"outage-{i}.log") for i in range(writers)]
+    rng = random.Random(7)
+    done = threading.Event()
+    killed = 0
+
+    def outages() -> None:
+        nonlocal killed
+        deadline = time.monotonic() + 120
+        while not all(_ready(log) for log in logs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        while killed < kills and not done.is_set():
+            server.kill()
+            killed += 1
+            time.sleep(rng.uniform(0.05, 0.5))  # clients fail while it is down
+            server.start()
+            time.sleep(rng.uniform(0.3, 1.0))
+        Path(stop_path).touch()
+
+    stop_path = str(tmp_path / "stop")
+    chaos = threading.Thread(target=outages, daemon=True)
+    chaos.start()
+    try:
+        results = run_workers(
+            case,
+            w.outage_worker,
+            [(case, log, f"w{i}", ops, stop_path) for i, log in enumerate(logs)],
+        )
+    finally:
+        done.set()
+        Path(stop_path).touch()
+        chaos.join(120)
+    tried = sum(n for n, _ in results)
+    unconfirmed = sum(u for _, u in results)
+    if server.process.poll() is not None:
+        server.start()
+    found = w.read_ack_logs(logs)
+    with case.instance() as inst:
+        entry = inst.asset_store(w.COUNTER).get_entry("n")
+        events = inst.events(w.ORDERS)
+    updates, appended = found.get("update", {}), found.get("event", {})
+    acked_updates = len(updates.get("acked", ()))
+    unknown_updates = len(updates.get("unknown", ()))
+    value = entry.value if entry else 0
+    stored = Counter(f"{e.extra['w']}/{e.extra['s']}" for e in events)
+    acked, unknown = appended.get("acked", set()), appended.get("unknown", set())
+    lost = len(acked - set(stored)) + max(0, acked_updates - value)
+    duplicated = sum(c - 1 for c in stored.values()) + max(
+        0, value - acked_updates - unknown_updates
+    )
+    figures.record(
+        case.kind,
+        "faults",
+        writers=writers,
+        operations=acked_updates + len(acked),
+        faults=killed,
+        lost=lost,
+        duplicated=duplicated,
+        notes={
+            "scenario": "assetry serve SIGKILLed and restarted on the same port under writers",
+            "unconfirmed": unconfirmed,
+        },
+    )
+    assert killed == kills and server.starts == killed + 1
+    assert unconfirmed > 0  # the outages did hit the writers
+    assert acked_updates <= value <= acked_updates + unknown_updates
+    assert entry is not None and entry.version == value
+    assert set(stored) - acked <= unknown  # nothing that was never written
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert lost == 0 and duplicated == 0
+    # every operation was answered one way or the other: no worker hung
+    assert acked_updates + unknown_updates == tried

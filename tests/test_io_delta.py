@@ -63,6 +63,8 @@ def _ids(table: pa.Table) -> list[int]:
 
 
 class TestDeltaOnLocalDisk(IOManagerConformance):
+    supports_as_of = True
+
     @pytest.fixture
     def asset_factory(self, tmp_path: Path):
         def make(**kwargs: Any) -> Asset:
@@ -72,6 +74,8 @@ class TestDeltaOnLocalDisk(IOManagerConformance):
 
 
 class TestDeltaInMemory(IOManagerConformance):
+    supports_as_of = True
+
     @pytest.fixture
     def asset_factory(self):
         def make(**kwargs: Any) -> Asset:
@@ -82,6 +86,8 @@ class TestDeltaInMemory(IOManagerConformance):
 
 @pytest.mark.services
 class TestDeltaOnS3(IOManagerConformance):
+    supports_as_of = True
+
     @pytest.fixture
     def io_manager(self, s3_process_server):
         dispatcher = _dispatcher(**_s3_environ(s3_process_server))

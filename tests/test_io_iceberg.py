@@ -59,6 +59,8 @@ def _local_catalog(warehouse: Path) -> SqlCatalog:
 
 
 class TestIcebergOnLocalDisk(IOManagerConformance):
+    supports_as_of = True
+
     @pytest.fixture
     def asset_factory(self, tmp_path: Path):
         def make(**kwargs: Any) -> Asset:
@@ -81,6 +83,8 @@ def s3_catalog_environ(s3_process_server: Any, pg_url: str) -> Iterator[dict[str
 
 @pytest.mark.services
 class TestIcebergOnS3WithPostgresCatalog(IOManagerConformance):
+    supports_as_of = True
+
     @pytest.fixture
     def io_manager(self, s3_catalog_environ):
         dispatcher = _dispatcher(**s3_catalog_environ)

@@ -17,7 +17,11 @@ an :class:`~assetry.iomanager.IOManagerDispatcher` on the resolved configuration
 it to pass connections (an S3 endpoint, say). ``supports_partitions = False`` declares that
 the locations have no partitions (single files): the partition tests are then strict
 expected failures that must raise ``partitions_error`` (the IO manager's refusal, an
-:class:`~assetry.errors.AssetValueError`), never silent skips.
+:class:`~assetry.errors.AssetValueError`), never silent skips. Likewise
+``supports_as_of = True`` declares table versions (Delta, Iceberg): each write reports the
+version it committed and ``connect(asset, as_of=version)`` reads it; where it is false the
+version tests are strict expected failures that must raise
+:class:`~assetry.errors.TableVersionError`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from typing import Any
 import pytest
 from assetry.checks import Check, NotNull, RowCount, Unique
 from assetry.config import load_settings
-from assetry.errors import AssetNotFoundError, AssetValueError, ValidationError
+from assetry.errors import (
+    AssetNotFoundError,
+    AssetValueError,
+    TableVersionError,
+    ValidationError,
+)
 from assetry.iomanager import IOManagerDispatcher, WriteResult
 from assetry.models import Asset
 
@@ -78,6 +87,8 @@ class IOManagerConformance:
     supports_partitions: bool = True
     #: What writing a partition raises where ``supports_partitions`` is false.
     partitions_error: type[BaseException] = AssetValueError
+    #: Whether writes commit table versions that ``connect(asset, as_of=...)`` reads.
+    supports_as_of: bool = False
     #: The partition column the partition tests declare on their assets.
     partition_column: str = "ds"
 
@@ -114,6 +125,21 @@ class IOManagerConformance:
                 )
             )
         return asset_factory(partition_column=self.partition_column)
+
+    @pytest.fixture
+    def versioned(self, request: pytest.FixtureRequest, asset_factory: AssetFactory) -> Asset:
+        """A fresh asset; where the IO manager keeps no table versions, the test becomes a
+        strict expected failure that must raise ``TableVersionError``."""
+        if not self.supports_as_of:
+            request.applymarker(
+                pytest.mark.xfail(
+                    raises=TableVersionError,
+                    strict=True,
+                    reason=f"{type(self).__name__} declares supports_as_of = False: "
+                    "the test must fail with TableVersionError",
+                )
+            )
+        return asset_factory()
 
     # -- existence and reading ---------------------------------------------------------------
 
@@ -281,3 +307,28 @@ class IOManagerConformance:
         assert len(result.warnings) == 1
         assert "few_rows" in result.warnings[0] and "only 2 rows" in result.warnings[0]
         assert result.to_extra()["warnings"] == list(result.warnings)
+
+    # -- table versions ----------------------------------------------------------------------
+
+    def test_as_of_reads_each_write_as_it_left_it(self, io_manager, versioned) -> None:
+        with io_manager.connect(versioned) as handle:
+            first = handle.insert(_frame([1, 2])).table_version
+            second = handle.insert(_frame([3])).table_version
+            handle.overwrite(_frame([7]))
+        with io_manager.connect(versioned, as_of=first if first is not None else 0) as handle:
+            assert _content(handle) == _expected([1, 2])
+        assert isinstance(first, int) and isinstance(second, int) and first != second
+        with io_manager.connect(versioned, as_of=second) as handle:
+            assert _content(handle) == _expected([1, 2, 3])
+        with io_manager.connect(versioned) as handle:
+            assert _content(handle) == _expected([7])
+
+    def test_a_handle_pinned_to_a_version_is_read_only(self, io_manager, versioned) -> None:
+        with io_manager.connect(versioned) as handle:
+            version = handle.insert(_frame([1])).table_version
+        with io_manager.connect(versioned, as_of=version if version is not None else 0) as pinned:
+            with pytest.raises(TableVersionError, match="read-only"):
+                pinned.insert(_frame([2]))
+            assert _content(pinned) == _expected([1])
+        with io_manager.connect(versioned) as handle:
+            assert _content(handle) == _expected([1])

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import AssetValueError, ConflictError, StoreValueError
 from ..instance import Instance
+from ..store import AssetStore
 from ..uri import normalize_uri
 from ..values import encode_value
 
@@ -27,7 +28,9 @@ __all__ = [
     "TEXT_KEY",
     "AirflowAsset",
     "AssetMapper",
+    "asset_store",
     "build_instance",
+    "get_instance",
     "text_from_value_json",
     "value_for_text",
 ]
@@ -40,20 +43,67 @@ TEXT_KEY = "__airflow_text__"
 EXTRA_KEY = "airflow"
 
 
-def build_instance() -> Instance:
-    """The assetry instance Airflow's backends use: ``[assetry] backend`` / ``backend_url``
-    in Airflow's configuration (``AIRFLOW__ASSETRY__BACKEND_URL``), else assetry's own
-    configuration (``ASSETRY_BACKEND_URL``, ``pyproject.toml``, the embedded default)."""
-    backend = url = None
+def _configured() -> tuple[str | None, str | None]:
     try:
         from airflow.sdk.configuration import conf
     except ImportError:  # an Airflow without the task SDK's configuration
         from airflow.configuration import conf  # type: ignore[no-redef]
     backend = conf.get("assetry", "backend", fallback="") or None
     url = conf.get("assetry", "backend_url", fallback="") or None
+    return backend, url
+
+
+def build_instance() -> Instance:
+    """A new assetry instance as Airflow is configured: ``[assetry] backend`` / ``backend_url``
+    in Airflow's configuration (``AIRFLOW__ASSETRY__BACKEND_URL``), else assetry's own
+    configuration (``ASSETRY_BACKEND_URL``, ``pyproject.toml``, the embedded default)."""
+    backend, url = _configured()
     if url is not None and backend is None:
         return Instance.from_url(url)
     return Instance(backend=backend, url=url)
+
+
+_instances: dict[tuple[str | None, str | None], Instance] = {}
+_instances_lock = threading.Lock()
+
+
+def get_instance() -> Instance:
+    """The assetry instance of this Airflow process, on the state store the backends use
+    (one per configuration, made on first use): for task code that needs more than the
+    asset-store accessor, such as ``update``, ``advance`` or ``compare_and_set``."""
+    key = _configured()
+    with _instances_lock:
+        inst = _instances.get(key)
+        if inst is None:
+            inst = _instances[key] = build_instance()
+        return inst
+
+
+def asset_store(asset: Any) -> AssetStore:
+    """The assetry store of an Airflow asset, on :func:`get_instance`'s instance: the same
+    entries Airflow's accessor reads and writes through the backends, registered (as they
+    register it) so that ``update``, ``advance`` and ``compare_and_set`` can write them.
+
+    ``asset`` is an ``airflow.sdk.Asset`` (anything with ``name`` and ``uri``) or an asset
+    name, whose URI is then asked of Airflow (inside a task) or of assetry.
+    """
+    inst = get_instance()
+    with _instances_lock:
+        mapper = _mappers.get(id(inst))
+        if mapper is None or mapper.instance is not inst:
+            mapper = _mappers[id(inst)] = AssetMapper(inst)
+    if isinstance(asset, str):
+        from airflow.sdk._shared.state import AssetScope
+
+        from .worker import resolve_airflow_asset
+
+        found = resolve_airflow_asset(inst, AssetScope(name=asset))
+    else:
+        found = AirflowAsset(asset.name, asset.uri, getattr(asset, "group", None) or "asset")
+    return inst.asset_store(mapper.writable(found))
+
+
+_mappers: dict[int, AssetMapper] = {}
 
 
 def _is_envelope(value: Any) -> bool:

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
     from pydantic import JsonValue
 
-__all__ = ["REF_PREFIX", "AssetryWorkerStoreBackend", "is_reference_to", "reference"]
+__all__ = [
+    "REF_PREFIX",
+    "AssetryWorkerStoreBackend",
+    "is_reference_to",
+    "reference",
+    "resolve_airflow_asset",
+]
 
 #: How every reference this backend hands Airflow begins.
 REF_PREFIX = "assetry:asset-store?"
@@ -178,21 +184,28 @@ class AssetryWorkerStoreBackend(BaseStoreBackend):
         return None
 
     def _airflow_asset(self, scope: AssetScope) -> AirflowAsset:
-        """Name and URI of the scope's asset: from Airflow inside a task, else from assetry."""
-        found = _ask_airflow(scope)
-        if found is not None:
-            return found
-        name = self._existing_name(scope.name, scope.uri)
-        if name is not None:
-            record = self.instance.backend.get_asset(name)
-            assert record is not None
-            return AirflowAsset(record.name, record.uri, record.group)
-        if scope.name and scope.uri:
-            return AirflowAsset(scope.name, scope.uri)
-        what = f"name {scope.name!r}" if scope.name else f"uri {scope.uri!r}"
-        raise AssetNotFoundError(
-            f"no asset with {what} is known to Airflow or assetry; declare it in a Dag"
-        )
+        return resolve_airflow_asset(self.instance, scope)
+
+
+def resolve_airflow_asset(instance: Instance, scope: AssetScope) -> AirflowAsset:
+    """Name and URI of a scope's asset: from Airflow inside a task, else from assetry."""
+    found = _ask_airflow(scope)
+    if found is not None:
+        return found
+    backend = instance.backend
+    record = (
+        backend.get_asset(scope.name)
+        if scope.name
+        else backend.get_asset_by_uri(normalize_uri(scope.uri or ""))
+    )
+    if record is not None:
+        return AirflowAsset(record.name, record.uri, record.group)
+    if scope.name and scope.uri:
+        return AirflowAsset(scope.name, scope.uri)
+    what = f"name {scope.name!r}" if scope.name else f"uri {scope.uri!r}"
+    raise AssetNotFoundError(
+        f"no asset with {what} is known to Airflow or assetry; declare it in a Dag"
+    )
 
 
 def _asset_scope(scope: StoreScope, op: str) -> AssetScope:

@@ -62,6 +62,9 @@ INSTALL_HINTS: dict[str, str] = {
     "clickhouse": "pip install 'ibis-framework[clickhouse]'",
     "delta": "pip install 'assetry[lakehouse]'",
     "iceberg": "pip install 'assetry[lakehouse]'",
+    # the http backend's client: httpx and the server's pydantic models
+    "http": "pip install 'assetry[server]'",
+    "https": "pip install 'assetry[server]'",
 }
 
 

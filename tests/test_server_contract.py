@@ -71,3 +71,16 @@ def test_request_models_refuse_over_long_source_ids_and_aliases() -> None:
         backend_models.NewEventIn(asset="a", aliases=[f"{i}" + "x" * 1400 for i in range(40)])
     with pytest.raises(ValidationError, match="aliases"):
         backend_models.NewEventIn(asset="a", aliases=[str(i) for i in range(101)])
+
+
+def test_http_backend_without_the_server_extra_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['pydantic'] = None\n"
+        "import assetry\n"
+        "try:\n"
+        "    assetry.Instance.from_url('http://127.0.0.1:1', token='x')\n"
+        "except assetry.AssetryError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pydantic" in out.stdout and "pip install 'assetry[server]'" in out.stdout

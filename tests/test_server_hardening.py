@@ -257,6 +257,9 @@ def test_pages_answer_head(client: TestClient) -> None:
         assert response.status_code == 200, page
         assert response.headers["content-type"].startswith("text/html")
         assert response.content == b""
+    assert client.head("/").status_code == 307
+    docs = client.head("/api/docs")
+    assert docs.status_code == 200 and docs.content == b""
 
 
 # -- the access log and slow clients, on a real server ------------------------------------------------

@@ -205,7 +205,7 @@ def _add_health_routes(app: FastAPI) -> None:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def root(request: Request) -> RedirectResponse:
         return RedirectResponse(f"{request.scope.get('root_path', '')}/ui/", status_code=307)
 

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .current import current_or_none
 from .errors import ConfigurationError
@@ -120,33 +119,50 @@ class Connection:
             )
         return cls(conn_id, text, {})
 
-    def _split(self) -> Any:
-        """The connection's URI split into its parts; a ConfigurationError (that does not
-        echo the URI, which may hold a password) when it cannot be parsed."""
+    def _parsed(self) -> URL | None:
+        """The connection's URI, parsed once as SQLAlchemy reads a URL (so a password with
+        an unencoded ``/``, ``#`` or ``?`` is read whole); a ConfigurationError that does
+        not echo the URI, which may hold a password, when it cannot be parsed."""
+        if not self.uri:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
-            return urlsplit(self.uri or "")
-        except ValueError as exc:
+            parsed = make_url(self.uri)
+            if parsed.host is not None and any(c in parsed.host for c in "[]@/?# "):
+                raise ArgumentError("malformed host")
+            return parsed
+        except ValueError:  # the port is not a whole number
             raise ConfigurationError(
-                f"connection {self.conn_id!r} has a URI that cannot be parsed ({exc}); "
-                "check its host (an IPv6 address goes in [brackets])"
+                f"connection {self.conn_id!r} has an invalid port (a whole number is needed; "
+                "an IPv6 host goes in [brackets])"
+            ) from None
+        except (ArgumentError, TypeError):
+            raise ConfigurationError(
+                f"connection {self.conn_id!r} has a URI that cannot be parsed; it looks like "
+                "scheme://user:password@host:port/database?option=value"
             ) from None
 
-    def _uri_parts(self) -> dict[str, Any]:
-        if not self.uri:
+    def _query(self) -> dict[str, Any]:
+        """The URI's query parameters (the last value of a repeated one)."""
+        parsed = self._parsed()
+        if parsed is None:
             return {}
-        parts = self._split()
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigurationError(f"connection {self.conn_id!r} has an invalid port") from None
+        return {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
+
+    def _uri_parts(self) -> dict[str, Any]:
+        parsed = self._parsed()
+        if parsed is None:
+            return {}
         out: dict[str, Any] = {
-            "login": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password else None,
-            "host": parts.hostname,
-            "port": port,
-            "database": parts.path.lstrip("/") or None,
+            "login": parsed.username or None,
+            "password": parsed.password or None,
+            "host": parsed.host or None,
+            "port": parsed.port,
+            "database": parsed.database or None,
         }
-        out.update(dict(parse_qsl(parts.query)))
+        out.update(self._query())
         return {k: v for k, v in out.items() if v is not None}
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -186,9 +202,7 @@ class Connection:
     @property
     def storage_options(self) -> dict[str, Any]:
         """fsspec storage options: the options, plus those a URI's query string carries."""
-        opts: dict[str, Any] = {}
-        if self.uri:
-            opts.update(dict(parse_qsl(self._split().query)))
+        opts: dict[str, Any] = dict(self._query())
         opts.update(self.options)
         return opts
 

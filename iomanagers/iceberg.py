@@ -178,14 +178,8 @@ class IcebergIOManager(IOManager):
             if conn.password and "token" not in props:
                 props["token"] = conn.password
             return RestCatalog(name, uri=uri, **props)
-        import sqlalchemy as sa
-
-        url = sa.engine.make_url(uri)
-        if url.password is None and conn.password:
-            url = url.set(password=conn.password)
-        if url.username is None and conn.login:
-            url = url.set(username=conn.login)
-        return SqlCatalog(name, uri=url.render_as_string(hide_password=False), **props)
+        url = conn.to_sqlalchemy_url()  # the URI, with the connection's credentials
+        return SqlCatalog(name, uri=render_url(url, hide_secrets=False), **props)
 
     def _open(
         self, asset: Asset, partition: str | None, conn_id: str | None, as_of: int | None

@@ -606,3 +606,20 @@ def test_a_connection_uri_that_cannot_be_parsed_is_a_configuration_error() -> No
         with pytest.raises(ConfigurationError, match="'warehouse' has a URI") as caught:
             read()
         assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("password", ["Sup3r/Secret", "a#b?c/d", "p:w;x"])
+def test_a_connection_uri_password_with_reserved_characters_is_read_whole(password: str) -> None:
+    conn = Connection.parse(
+        "pg", f"postgresql://etl:{password}@db.internal:5432/wh?sslmode=require"
+    )
+    assert (conn.login, conn.password, conn.host, conn.port) == (
+        "etl",
+        password,
+        "db.internal",
+        5432,
+    )
+    assert (conn.database, conn.get("sslmode")) == ("wh", "require")
+    assert password not in repr(conn)
+    url = conn.to_sqlalchemy_url(drivername="postgresql+psycopg")
+    assert url.password == password and url.drivername == "postgresql+psycopg"

@@ -7,7 +7,7 @@ import warnings
 import pytest
 from assetry import normalize_uri
 from assetry.uri import MAX_URI_LENGTH, mask_url
-from assetry.urls import parse_asset_uri
+from assetry.urls import parse_asset_uri, render_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,8 +168,9 @@ def test_error_messages_never_contain_the_password(uri: str) -> None:
         ("mysql://root:pw@127.0.0.1:3306/test?x=1#f", "mysql://root:***@127.0.0.1:3306/test?x=1#f"),
     ],
 )
-def test_mask_url_masks_only_the_password(url: str, expected: str) -> None:
-    assert mask_url(url) == expected
+def test_render_url_masks_only_the_password(url: str, expected: str) -> None:
+    assert render_url(url) == expected
+    assert mask_url(url) == expected  # the former name
 
 
 @pytest.mark.parametrize(
@@ -183,8 +184,8 @@ def test_mask_url_masks_only_the_password(url: str, expected: str) -> None:
         "sqlite:///state.db",
     ],
 )
-def test_mask_url_leaves_urls_without_password_unchanged(url: str) -> None:
-    assert mask_url(url) == url
+def test_render_url_leaves_urls_without_secrets_unchanged(url: str) -> None:
+    assert render_url(url) == url
 
 
 # -- idempotence over generated URIs ---------------------------------------------------------

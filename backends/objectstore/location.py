@@ -13,7 +13,8 @@ from typing import Any, Final
 from assetry.config import storage_options_for
 from assetry.errors import ConfigurationError
 from assetry.retry import Backoff
-from assetry.uri import mask_url, uri_scheme
+from assetry.uri import uri_scheme
+from assetry.urls import render_url
 
 from .keys import MAX_PREFIX_BYTES
 from .storage import (
@@ -51,7 +52,7 @@ def open_location(
     """The storage a URL points to, with the connection's storage options."""
     scheme = uri_scheme(url) if "://" in url else "file"
     rest = url.split("://", 1)[1] if "://" in url else url
-    shown = mask_url(url)
+    shown = render_url(url)
     if "?" in rest or "#" in rest:
         raise ConfigurationError(
             f"objectstore URL {shown!r} must not have a query or fragment; put options in "

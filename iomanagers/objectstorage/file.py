@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from assetry import localfs
-from assetry.uri import mask_url
+from assetry.urls import render_url
 
 from .formats import conform, read_bytes, writer_for
 from .handle import ObjectStorageHandle
@@ -188,5 +188,5 @@ class FileHandle(ObjectStorageHandle):
             return rows[0], len(payload)
         raise OSError(
             f"asset {self.asset.name!r}: {APPEND_RETRIES} concurrent writers changed "
-            f"{mask_url(self.asset.uri)!r} while appending; retry the insert"
+            f"{render_url(self.asset.uri)!r} while appending; retry the insert"
         )

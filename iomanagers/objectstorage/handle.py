@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from assetry import AssetHandle, AssetNotFoundError
-from assetry.uri import mask_url
+from assetry.urls import render_url
 
 if TYPE_CHECKING:
     import fsspec
@@ -41,11 +41,11 @@ class ObjectStorageHandle(AssetHandle):
 
     def __repr__(self) -> str:
         part = f", partition={self.partition!r}" if self.partition is not None else ""
-        return f"{type(self).__name__}({mask_url(self.asset.uri)!r}{part})"
+        return f"{type(self).__name__}({render_url(self.asset.uri)!r}{part})"
 
     def _not_written(self) -> AssetNotFoundError:
         what = f"partition {self.partition!r} of asset" if self.partition else "asset"
         return AssetNotFoundError(
-            f"{what} {self.asset.name!r} has no data at {mask_url(self.asset.uri)!r} yet; "
+            f"{what} {self.asset.name!r} has no data at {render_url(self.asset.uri)!r} yet; "
             "write it first (exists() tells)"
         )

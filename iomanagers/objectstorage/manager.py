@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from assetry import AssetValueError, IOManager, PluginError
 from assetry.config import storage_options_for
 from assetry.plugins import INSTALL_HINTS
-from assetry.uri import mask_url, uri_scheme
+from assetry.uri import uri_scheme
+from assetry.urls import render_url
 from assetry.values import validate_partition_key
 
 from .dataset import DatasetHandle
@@ -83,7 +84,7 @@ class ObjectStorageIOManager(IOManager):
             scheme, _, rest = target.partition("://")
             if any(segment in (".", "..") for segment in rest.split("/")):
                 raise AssetValueError(
-                    f"asset URI {mask_url(uri)!r} has a '.' or '..' segment, which would lead "
+                    f"asset URI {render_url(uri)!r} has a '.' or '..' segment, which would lead "
                     f"out of the redirect root {self.redirect_to!r}; remove it"
                 )
             target = f"{self.redirect_to}/{scheme}/{rest.lstrip('/')}"
@@ -96,7 +97,7 @@ class ObjectStorageIOManager(IOManager):
             scheme = uri_scheme(target)
             hint = INSTALL_HINTS.get(scheme)
             raise PluginError(
-                f"cannot open {mask_url(uri)!r}: {exc}" + (f"; try: {hint}" if hint else "")
+                f"cannot open {render_url(uri)!r}: {exc}" + (f"; try: {hint}" if hint else "")
             ) from None
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         kind = (
@@ -125,7 +126,7 @@ class ObjectStorageIOManager(IOManager):
         if suffix and suffix not in FORMATS and not loc.fs.isdir(loc.path):
             known = ", ".join(sorted(FORMATS))
             raise AssetValueError(
-                f"asset {asset.name!r}: cannot tell the format of {mask_url(asset.uri)!r} from its "
+                f"asset {asset.name!r}: cannot tell the format of {render_url(asset.uri)!r} from its "
                 f"suffix {suffix!r}; use one of {known}, or no suffix for a parquet dataset folder"
             )
         is_dataset = not suffix or (FORMATS.get(suffix) == "parquet" and loc.fs.isdir(loc.path))
@@ -133,7 +134,7 @@ class ObjectStorageIOManager(IOManager):
             return DatasetHandle(self, asset, partition, loc)
         if partition is not None:
             raise AssetValueError(
-                f"asset {asset.name!r} is the single file {mask_url(asset.uri)!r}, which has no "
+                f"asset {asset.name!r} is the single file {render_url(asset.uri)!r}, which has no "
                 "partitions; give the asset a folder URI (no suffix) to write partitions"
             )
         return FileHandle(self, asset, partition, loc, FORMATS[suffix])

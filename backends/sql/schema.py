@@ -5,11 +5,12 @@ The same schema serves SQLite, PostgreSQL and MySQL/MariaDB:
 - Names, URIs, aliases and consumers can be 1,500 characters long, more than MySQL
   (3,072 bytes) and PostgreSQL (about 2,700 bytes) can put in an index entry, so each is
   looked up through a SHA-256 digest column (``*_hash``) that carries the unique index.
-  Comparing digests is also exact on every engine, whatever a column's collation says.
-- Store keys and partition keys (up to 512 characters) are indexed as text, in a column
-  whose collation compares code points exactly: ``C`` on PostgreSQL, a binary no-pad
-  collation on MySQL/MariaDB (so ``'a'``, ``'A'`` and ``'a '`` are three keys), SQLite's
-  default ``BINARY`` elsewhere. Asset-level entries use the partition ``''``.
+- Every text column holding a name or key compares code points exactly: ``C`` on
+  PostgreSQL, a binary no-pad collation on MySQL/MariaDB (so ``'a'``, ``'A'``, ``'á'`` and
+  ``'a '`` are four names or keys), SQLite's default ``BINARY`` elsewhere; ``DISTINCT``,
+  ``GROUP BY`` and ``ORDER BY`` on names therefore agree with Python's ``==`` and
+  ``sorted``. Store keys and partition keys (up to 512 characters) are indexed as text.
+  Asset-level entries use the partition ``''``.
 - Timestamps are integer microseconds since the Unix epoch (UTC): exact on every engine,
   with no time-zone or fractional-second differences between drivers.
 - Event ids are per-asset sequence numbers; ``assets.last_event_id`` is the last one
@@ -78,6 +79,17 @@ def _mysql_binary_collation(dialect: Dialect) -> str:
     return "utf8mb4_0900_bin" if tuple(version) >= (8, 0, 17) else "utf8mb4_bin"
 
 
+def _exact_string(length: int, dialect: Dialect) -> TypeEngine[Any]:
+    """A ``VARCHAR(length)`` whose comparisons are code point by code point on ``dialect``."""
+    if dialect.name == "postgresql":
+        return dialect.type_descriptor(sa.String(length, collation="C"))
+    if _is_mysql(dialect):
+        return dialect.type_descriptor(
+            mysql.VARCHAR(length, charset="utf8mb4", collation=_mysql_binary_collation(dialect))
+        )
+    return dialect.type_descriptor(sa.String(length))
+
+
 class KeyText(TypeDecorator[str]):
     """A store key or partition key: up to 512 characters, compared by code point."""
 
@@ -85,22 +97,18 @@ class KeyText(TypeDecorator[str]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(sa.String(_MAX_KEY, collation="C"))
-        if _is_mysql(dialect):
-            return dialect.type_descriptor(
-                mysql.VARCHAR(
-                    _MAX_KEY, charset="utf8mb4", collation=_mysql_binary_collation(dialect)
-                )
-            )
-        return dialect.type_descriptor(sa.String(_MAX_KEY))
+        return _exact_string(_MAX_KEY, dialect)
 
 
 class NameText(TypeDecorator[str]):
-    """An asset name, URI, group, alias or consumer: up to 1,500 characters, not indexed."""
+    """An asset name, URI, group, alias or consumer: up to 1,500 characters, compared by
+    code point (since revision 0003), not indexed (looked up through its digest)."""
 
     impl = sa.String(_MAX_NAME)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _exact_string(_MAX_NAME, dialect)
 
 
 class Digest(TypeDecorator[bytes]):

@@ -11,23 +11,26 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from assetry.backends.sql.schema import AssetId, Digest, KeyText, LongText, NameText, table_options
+from assetry.backends.sql.schema import AssetId, Digest, KeyText, LongText, table_options
 
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: Name columns as this revision created them (revision 0003 makes them compare by code point).
+LEGACY_NAME_TEXT = sa.String(1500)
+
 
 def upgrade() -> None:
     op.create_table(
         "assetry_assets",
         sa.Column("id", AssetId, primary_key=True, autoincrement=True),
-        sa.Column("name", NameText(), nullable=False),
+        sa.Column("name", LEGACY_NAME_TEXT, nullable=False),
         sa.Column("name_hash", Digest(), nullable=False),
-        sa.Column("uri", NameText(), nullable=False),
+        sa.Column("uri", LEGACY_NAME_TEXT, nullable=False),
         sa.Column("uri_hash", Digest(), nullable=False),
-        sa.Column("asset_group", NameText(), nullable=False),
+        sa.Column("asset_group", LEGACY_NAME_TEXT, nullable=False),
         sa.Column("extra", LongText(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("last_event_id", sa.BigInteger(), nullable=False),
@@ -70,7 +73,7 @@ def upgrade() -> None:
         sa.Column("asset_id", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.BigInteger(), nullable=False),
         sa.Column("alias_hash", Digest(), nullable=False),
-        sa.Column("alias", NameText(), nullable=False),
+        sa.Column("alias", LEGACY_NAME_TEXT, nullable=False),
         sa.PrimaryKeyConstraint(
             "asset_id", "event_id", "alias_hash", name="pk_assetry_event_aliases"
         ),
@@ -85,8 +88,8 @@ def upgrade() -> None:
         "assetry_cursors",
         sa.Column("consumer_hash", Digest(), nullable=False),
         sa.Column("asset_hash", Digest(), nullable=False),
-        sa.Column("consumer", NameText(), nullable=False),
-        sa.Column("asset", NameText(), nullable=False),
+        sa.Column("consumer", LEGACY_NAME_TEXT, nullable=False),
+        sa.Column("asset", LEGACY_NAME_TEXT, nullable=False),
         sa.Column("event_id", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("consumer_hash", "asset_hash", name="pk_assetry_cursors"),
         **table_options(),

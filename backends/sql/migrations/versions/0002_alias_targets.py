@@ -15,12 +15,15 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from assetry.backends.sql.schema import Digest, NameText, table_options
+from assetry.backends.sql.schema import Digest, table_options
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+#: Name columns as this revision created them (revision 0003 makes them compare by code point).
+LEGACY_NAME_TEXT = sa.String(1500)
 
 
 def upgrade() -> None:
@@ -28,7 +31,7 @@ def upgrade() -> None:
         "assetry_alias_targets",
         sa.Column("alias_hash", Digest(), nullable=False),
         sa.Column("asset_id", sa.BigInteger(), nullable=False),
-        sa.Column("alias", NameText(), nullable=False),
+        sa.Column("alias", LEGACY_NAME_TEXT, nullable=False),
         sa.PrimaryKeyConstraint("alias_hash", "asset_id", name="pk_assetry_alias_targets"),
         **table_options(),
     )
@@ -36,7 +39,7 @@ def upgrade() -> None:
         "assetry_event_aliases",
         sa.column("alias_hash", Digest()),
         sa.column("asset_id", sa.BigInteger()),
-        sa.column("alias", NameText()),
+        sa.column("alias", LEGACY_NAME_TEXT),
     )
     pairs = sa.select(
         emitted.c.alias_hash, emitted.c.asset_id, sa.func.min(emitted.c.alias)

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .server.protocol import BACKEND_PREFIX, ERROR_TYPES, AccessDeniedError
 from .urls import render_url
+from .values import canonical_json
 
 if TYPE_CHECKING:
     import httpx
@@ -157,9 +158,7 @@ class Client:
         """Send one request to ``path`` (below the server URL) and return the decoded JSON."""
         content = None
         if body is not None:
-            content = json.dumps(
-                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
+            content = canonical_json(body).encode("utf-8")
         data = self._send(method, path, content, params)
         return json.loads(data) if data else None
 

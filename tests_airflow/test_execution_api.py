@@ -158,6 +158,9 @@ def test_the_worker_backend_keeps_values_in_assetry_behind_a_reference(
         assert isinstance(state.get_state_backend(), MetastoreBackend)
         store = AssetStateStoreAccessors(inlets=[ORDERS])
         store.set("cursor", {"page": 7})
+        # the worker asked Airflow for the asset's URI to register it in assetry
+        assert "GetAssetByName" in {type(m).__name__ for m in comms.sent}
+        assert worker_record_uri(instance_url) == "s3://data/orders"
         assert store.get("cursor") == {"page": 7}
         worker = context._get_worker_state_store_backend()
         assert worker.instance.asset_store("orders").get("cursor") == {"page": 7}
@@ -181,6 +184,21 @@ def test_the_worker_backend_keeps_values_in_assetry_behind_a_reference(
         backend = context._get_worker_state_store_backend()
         context._get_worker_state_store_backend.cache_clear()
         backend.instance.close()
+
+
+def worker_record_uri(url: str) -> str:
+    with assetry.Instance.from_url(url) as inst:
+        return inst.get_asset("orders").uri
+
+
+def test_a_value_over_the_size_limit_is_refused_with_a_typed_error(
+    configured_backend: Any, comms: Any, orders: int
+) -> None:
+    from airflow._shared.state import AssetScope
+
+    with pytest.raises(assetry.StoreValueError, match="over the limit"):
+        configured_backend.set(AssetScope(asset_id=orders), "big", json.dumps("x" * 70_000))
+    assert configured_backend.get(AssetScope(asset_id=orders), "big") is None
 
 
 def test_both_backends_write_each_value_once(

@@ -40,6 +40,9 @@ class HTTPBackend(StateBackend):
 
     name = "http"
     url_schemes = ("http", "https")
+    #: The server checks events against the assets' contracts (HTTP 422), so the
+    #: client's Instance does not look each asset up before appending.
+    checks_contracts = True
 
     def __init__(
         self,
@@ -93,9 +96,17 @@ class HTTPBackend(StateBackend):
     # -- registry ------------------------------------------------------------------------------
 
     def register_asset(
-        self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
+        self,
+        name: str,
+        uri: str,
+        *,
+        group: str = "asset",
+        extra_json: str = "{}",
+        contract_json: str | None = None,
     ) -> AssetRecord:
-        body = wire.RegisterRawIn(name=name, uri=uri, group=group, extra_json=extra_json)
+        body = wire.RegisterRawIn(
+            name=name, uri=uri, group=group, extra_json=extra_json, contract_json=contract_json
+        )
         record = wire.to_record(self._client.call("register_asset", body, wire.AssetMaybeOut).asset)
         assert record is not None
         return record

@@ -23,6 +23,7 @@ from assetry.backend import (
     utcnow,
     version_conflict,
 )
+from assetry.contracts import DEFAULT_CONTRACT, AssetContract
 from assetry.models import AssetEvent
 
 __all__ = ["MemoryBackend"]
@@ -67,7 +68,13 @@ class MemoryBackend(StateBackend):
     # -- registry ----------------------------------------------------------------------------
 
     def register_asset(
-        self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
+        self,
+        name: str,
+        uri: str,
+        *,
+        group: str = "asset",
+        extra_json: str = "{}",
+        contract_json: str | None = None,
     ) -> AssetRecord:
         st = self._state
         with st.lock:
@@ -86,6 +93,13 @@ class MemoryBackend(StateBackend):
                 active=True,
                 created_at=existing.created_at if existing else now,
                 updated_at=now,
+                contract=(
+                    AssetContract.from_json(contract_json)
+                    if contract_json is not None
+                    else existing.contract
+                    if existing
+                    else DEFAULT_CONTRACT
+                ),
             )
             st.assets[name] = record
             st.by_uri[uri] = name

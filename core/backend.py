@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
+from .contracts import DEFAULT_CONTRACT, AssetContract
 from .errors import (
     AssetInactiveError,
     AssetNotFoundError,
@@ -85,7 +86,7 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class AssetRecord:
-    """An asset as the registry knows it."""
+    """An asset as the registry knows it, with the contract it declared."""
 
     name: str
     uri: str
@@ -94,6 +95,7 @@ class AssetRecord:
     active: bool = True
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    contract: AssetContract = DEFAULT_CONTRACT
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict of the record."""
@@ -105,6 +107,7 @@ class AssetRecord:
             "active": self.active,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "contract": self.contract.to_dict(),
         }
 
 
@@ -251,9 +254,18 @@ class StateBackend(abc.ABC):
 
     @abc.abstractmethod
     def register_asset(
-        self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
+        self,
+        name: str,
+        uri: str,
+        *,
+        group: str = "asset",
+        extra_json: str = "{}",
+        contract_json: str | None = None,
     ) -> AssetRecord:
         """Create the asset, or (re)activate it; return its record.
+
+        ``contract_json`` (:meth:`AssetContract.to_json`) replaces the stored contract;
+        ``None`` keeps it (the default contract for a new asset).
 
         Raises :class:`ConflictError` when the name is registered with another URI, or the
         URI under another name.

@@ -22,6 +22,7 @@ from .cli_common import (
     print_table,
     state,
 )
+from .contracts import AssetContract
 from .errors import StoreValueError
 from .instance import Instance
 from .models import AssetEvent, validate_name
@@ -143,6 +144,21 @@ def assets_list(active: bool | None) -> None:
     )
 
 
+def _contract_rows(contract: AssetContract) -> list[tuple[str, str]]:
+    """The rows of a declared contract: extra schema, schema evolution, freshness."""
+    fresh = contract.freshness
+    return [
+        ("extra schema", _compact(contract.extra_schema) if contract.extra_schema else "none"),
+        ("schema evolution", contract.schema_evolution),
+        (
+            "freshness",
+            f"every {fresh.max_age}{' per partition' if fresh.per_partition else ''}"
+            if fresh
+            else "none",
+        ),
+    ]
+
+
 @assets.command("show")
 @click.argument("name")
 @json_option
@@ -179,6 +195,7 @@ def assets_show(name: str) -> None:
             ("group", record.group),
             ("active", "yes" if record.active else "no (store read-only until `assetry gc`)"),
             ("extra", _compact(record.extra)),
+            *_contract_rows(record.contract),
             ("created", _when(record.created_at)),
             ("updated", _when(record.updated_at)),
             ("latest event", f"#{latest.id} at {_when(latest.timestamp)}" if latest else "none"),

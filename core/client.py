@@ -31,6 +31,7 @@ from .errors import (
     AssetryError,
     BackendUnavailableError,
     ConfigurationError,
+    ValidationError,
 )
 from .server.protocol import BACKEND_PREFIX, ERROR_TYPES, AccessDeniedError
 from .urls import render_url
@@ -192,10 +193,11 @@ class Client:
         return returns.model_validate_json(data)
 
     def _error(self, response: httpx.Response) -> BaseException:
-        kind, message = "", ""
+        kind, message, details = "", "", None
         try:
             error = response.json().get("error", {})
             kind, message = str(error.get("type", "")), str(error.get("message", ""))
+            details = error.get("details")
         except (ValueError, AttributeError):
             pass
         row = ERROR_TYPES.get(kind)
@@ -209,6 +211,11 @@ class Client:
             return AssetryError(f"the assetry server at {self.url} answered {status}: {text}")
         if row.raised_as is AccessDeniedError:
             message = f"the assetry server at {self.url} refused: {message}"
+        if row.raised_as is ValidationError and isinstance(details, dict):
+            # which check failed and where (an extra_schema names the fields)
+            return ValidationError(
+                message, check=details.get("check"), details=details.get("errors")
+            )
         return row.raised_as(message)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from . import plugins
 from .backend import AssetRecord, EventQuery, NewEvent, StateBackend
 from .config import Connection, Settings, load_settings, settings_scope
+from .contracts import check_new_events
 from .current import _current, instance_scope
 from .errors import AssetNotFoundError, ConfigurationError, ConflictError, PluginError
 from .iomanager import IOManager, IOManagerDispatcher
@@ -117,11 +118,15 @@ class Instance:
         """Register (or reactivate) ``asset``; a name/URI clash raises :class:`ConflictError`."""
         if not isinstance(asset, Asset):
             raise TypeError(f"register() needs an Asset, not {type(asset).__name__}")
+        contract: dict[str, Any] = (
+            {} if asset.contract.is_default else {"contract_json": asset.contract.to_json()}
+        )
         record = self.backend.register_asset(
             asset.name,
             asset.uri,
             group=asset.group,
             extra_json=encode_extra(asset.extra, max_bytes=self.max_value_bytes),
+            **contract,
         )
         with self._lock:
             self._known[asset.name] = asset.uri
@@ -146,6 +151,13 @@ class Instance:
                 record = self.backend.get_asset(asset.name)
                 if record is None:
                     raise
+        elif (
+            record.active
+            and record.uri == asset.uri
+            and not asset.contract.is_default
+            and record.contract != asset.contract
+        ):
+            record = self.register(asset)  # the declared contract replaces the stored one
         if record.uri != asset.uri:
             raise ConflictError(
                 f"asset {asset.name!r} is registered with uri {record.uri!r}, not {asset.uri!r}; "
@@ -187,7 +199,15 @@ class Instance:
                 if record is None
                 else f"the asset with {what} is inactive; register it again to reactivate it"
             )
-        return Asset(record.name, record.uri, group=record.group, extra=record.extra)
+        return Asset(
+            record.name,
+            record.uri,
+            group=record.group,
+            extra=record.extra,
+            extra_schema=record.contract.extra_schema,
+            schema_evolution=record.contract.schema_evolution,
+            freshness=record.contract.freshness,
+        )
 
     def get_asset(self, asset: AssetLike) -> AssetRecord | None:
         """The registry's record of an asset (by object, reference or name), or ``None``."""
@@ -283,7 +303,15 @@ class Instance:
             )
             for extra in extras
         ]
+        self.check_events(events)
         return self.backend.append_events(events) if events else []
+
+    def check_events(self, events: Sequence[NewEvent]) -> None:
+        """Check new events' extra against their assets' stored ``extra_schema`` before
+        they are appended (:class:`ValidationError` naming the field). Skipped where the
+        backend checks them itself (the HTTP backend: the server does)."""
+        if events and not getattr(self.backend, "checks_contracts", False):
+            check_new_events(self.backend.get_asset, events)
 
     def events(
         self,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contracts import DEFAULT_CONTRACT, AssetContract, Freshness
 from .errors import AssetTypeError, AssetValueError
 from .uri import MAX_URI_LENGTH, normalize_uri
 from .urls import render_url
@@ -88,9 +89,24 @@ class Asset(BaseAsset):
     At least one of ``name`` and ``uri`` is needed; a missing one copies the other.
     ``checks`` are data checks run by the IO manager before anything is published;
     ``partition_column`` names the column a partition key maps to in tables.
+
+    The asset's contract (see :mod:`assetry.contracts`) is stored with its registration:
+    ``extra_schema`` (a JSON Schema dict or pydantic model class) checks its events' extra,
+    ``schema_evolution`` (``"fail"`` or ``"add_columns"``) rules table and dataset writes,
+    ``freshness`` (a ``timedelta`` or :class:`~assetry.contracts.Freshness`) says how often
+    it should update.
     """
 
-    __slots__ = ("checks", "extra", "group", "name", "partition_column", "uri", "watchers")
+    __slots__ = (
+        "checks",
+        "contract",
+        "extra",
+        "group",
+        "name",
+        "partition_column",
+        "uri",
+        "watchers",
+    )
 
     name: str
     uri: str
@@ -99,6 +115,7 @@ class Asset(BaseAsset):
     watchers: tuple[AssetWatcher, ...]
     checks: tuple[Any, ...]
     partition_column: str | None
+    contract: AssetContract
 
     def __init__(
         self,
@@ -110,6 +127,9 @@ class Asset(BaseAsset):
         watchers: Iterable[AssetWatcher] = (),
         checks: Iterable[Any] = (),
         partition_column: str | None = None,
+        extra_schema: object = None,
+        schema_evolution: str = "fail",
+        freshness: Freshness | dt.timedelta | None = None,
     ) -> None:
         if name is None and uri is None:
             raise AssetTypeError("Asset() needs a name or a uri (or both)")
@@ -144,6 +164,24 @@ class Asset(BaseAsset):
         object.__setattr__(self, "watchers", watchers)
         object.__setattr__(self, "checks", tuple(checks))
         object.__setattr__(self, "partition_column", partition_column)
+        object.__setattr__(
+            self, "contract", AssetContract.build(extra_schema, schema_evolution, freshness)
+        )
+
+    @property
+    def extra_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of the events' extra, or ``None``."""
+        return self.contract.extra_schema
+
+    @property
+    def schema_evolution(self) -> str:
+        """``"fail"`` or ``"add_columns"``: what table and dataset writes may do to the schema."""
+        return self.contract.schema_evolution
+
+    @property
+    def freshness(self) -> Freshness | None:
+        """How often the asset should update, or ``None``."""
+        return self.contract.freshness
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("Asset is immutable")
@@ -170,6 +208,7 @@ class Asset(BaseAsset):
                 self.partition_column,
                 self.watchers,
                 self.checks,
+                self.contract,
             ),
         )
 
@@ -192,6 +231,7 @@ def _rebuild_asset(
     partition_column: str | None,
     watchers: tuple[AssetWatcher, ...] = (),
     checks: tuple[Any, ...] = (),
+    contract: AssetContract = DEFAULT_CONTRACT,
 ) -> Asset:
     return Asset(
         name,
@@ -201,6 +241,9 @@ def _rebuild_asset(
         partition_column=partition_column,
         watchers=watchers,
         checks=checks,
+        extra_schema=contract.extra_schema,
+        schema_evolution=contract.schema_evolution,
+        freshness=contract.freshness,
     )
 
 

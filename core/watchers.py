@@ -176,6 +176,7 @@ def poll_watcher(instance: Instance, asset: Asset, watcher: AssetWatcher) -> lis
             ) from None
         events.append(NewEvent(asset=asset.name, extra_json=extra_json))
     buffer.check_guards()
+    instance.check_events(events)
     writes = buffer.writes()
     if not writes and not events:
         return []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from assetry.backend import AssetRecord, StateBackend, inactive_error, not_found_error
+from assetry.contracts import AssetContract
 from assetry.errors import BackendUnavailableError, SchemaVersionError
 from assetry.retry import LOST_RACE
 from assetry.values import canonical_json
@@ -196,6 +197,7 @@ class ObjectStoreBase(StateBackend):
             active=bool(doc.get("active", True)),
             created_at=_time(doc.get("created_at")),
             updated_at=_time(doc.get("updated_at")),
+            contract=AssetContract.from_dict(doc.get("contract")),
         )
 
     @staticmethod

@@ -8,6 +8,7 @@ import contextlib
 import json
 
 from assetry.backend import AssetRecord, conflict_for_registration, utcnow
+from assetry.contracts import DEFAULT_CONTRACT, AssetContract
 from assetry.values import canonical_json
 
 from .base import ObjectStoreBase, _pause, _replace, _token
@@ -21,7 +22,13 @@ class ObjectStoreRegistry(ObjectStoreBase):
     """Register, deactivate, look up and list assets."""
 
     def register_asset(
-        self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
+        self,
+        name: str,
+        uri: str,
+        *,
+        group: str = "asset",
+        extra_json: str = "{}",
+        contract_json: str | None = None,
     ) -> AssetRecord:
         self._ensure_format()
         key = Layout.asset(name)
@@ -42,6 +49,13 @@ class ObjectStoreRegistry(ObjectStoreBase):
                 active=True,
                 created_at=current[0].created_at if current else now,
                 updated_at=now,
+                contract=(
+                    AssetContract.from_json(contract_json)
+                    if contract_json is not None
+                    else current[0].contract
+                    if current
+                    else DEFAULT_CONTRACT
+                ),
             )
             try:
                 if current is None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from assetry.backend import AssetRecord, StateBackend, inactive_error, not_found_error
+from assetry.contracts import AssetContract
 from assetry.errors import SchemaVersionError
 
 from . import migrate, schema
@@ -217,4 +218,5 @@ class SQLBase(StateBackend):
             active=bool(row.active),
             created_at=_from_us(row.created_at_us),
             updated_at=_from_us(row.updated_at_us),
+            contract=AssetContract.from_json(row.contract),
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from assetry.backend import AssetRecord, conflict_for_registration
+from assetry.contracts import AssetContract
 from assetry.errors import ConflictError
 from assetry.retry import Backoff, retry_call
 
@@ -25,7 +26,13 @@ class SQLRegistry(SQLBase):
     # -- asset registry -------------------------------------------------------------------------
 
     def register_asset(
-        self, name: str, uri: str, *, group: str = "asset", extra_json: str = "{}"
+        self,
+        name: str,
+        uri: str,
+        *,
+        group: str = "asset",
+        extra_json: str = "{}",
+        contract_json: str | None = None,
     ) -> AssetRecord:
         self._ready()
         name_hash, uri_hash = digest(name), digest(uri)
@@ -45,7 +52,12 @@ class SQLRegistry(SQLBase):
             if same_uri is not None:
                 raise conflict_for_registration(name, uri, self._record(same_uri))
             now = _now_us()
-            values = {"active": True, "asset_group": group, "extra": extra_json}
+            values: dict[str, Any] = {"active": True, "asset_group": group, "extra": extra_json}
+            if contract_json is not None:
+                values["contract"] = None if contract_json == "{}" else contract_json
+            contract = AssetContract.from_json(
+                contract_json if contract_json is not None else getattr(same_name, "contract", None)
+            )
             if same_name is not None:
                 conn.execute(
                     sa.update(ASSETS)
@@ -67,7 +79,9 @@ class SQLRegistry(SQLBase):
                     )
                 )
                 created = now
-            return AssetRecord(name, uri, group, extra, True, _from_us(created), _from_us(now))
+            return AssetRecord(
+                name, uri, group, extra, True, _from_us(created), _from_us(now), contract
+            )
 
         try:
             # Registered concurrently by another writer: read it again and decide.

@@ -161,6 +161,8 @@ assets = sa.Table(
     sa.Column("last_event_id", sa.BigInteger(), nullable=False),
     sa.Column("created_at_us", sa.BigInteger(), nullable=False),
     sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
+    # the asset's contract (assetry.contracts) as JSON; NULL: none declared
+    sa.Column("contract", LongText(), nullable=True),
     sa.UniqueConstraint("name_hash", name="uq_assetry_assets_name_hash"),
     sa.UniqueConstraint("uri_hash", name="uq_assetry_assets_uri_hash"),
     **table_options(),

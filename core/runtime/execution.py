@@ -332,6 +332,7 @@ class TaskRunState:
         all_specs = [*specs.values(), *alias_specs.values()]
         self._attach_figures(all_specs)
         new_events = [self._new_event(spec) for spec in all_specs]
+        inst.check_events(new_events)  # the declared extra_schema, before anything is stored
         if self.buffer is not None:
             self.buffer.check_guards()
             writes = self.buffer.writes()

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from ..backend import ANY_VERSION, AssetRecord, EventQuery
 from ..models import Asset, AssetEvent
 from ..values import validate_key, validate_partition_key
+from .backend_models import to_contract
 from .deps import AssetLocator, InstanceDep, ReadScope, WriteScope, by_path, by_query
 from .protocol import ApiError
 from .schemas import (
@@ -128,7 +129,16 @@ def list_assets(
     responses=errors(403, 409, 413),
 )
 def register_asset(body: RegisterIn, scope: WriteScope, instance: InstanceDep) -> JSONResponse:
-    asset = Asset(body.name, body.uri, group=body.group, extra=body.extra)
+    contract = to_contract(body.contract)
+    asset = Asset(
+        body.name,
+        body.uri,
+        group=body.group,
+        extra=body.extra,
+        extra_schema=contract.extra_schema,
+        schema_evolution=contract.schema_evolution,
+        freshness=contract.freshness,
+    )
     scope.check_registration(asset.name, asset.uri, asset.group)
     return _json(record_out(instance.register(asset)), 201)
 

@@ -9,6 +9,7 @@ generic message and is logged on the server, never sent.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import AssetryError, SchemaVersionError
+from ..errors import AssetryError, SchemaVersionError, ValidationError
 from ..instance import Instance
 from ..urls import scrub_text
 from .auth import Access, ApiToken, Authenticator, SessionSigner, load_server_settings
@@ -169,10 +170,24 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = classify(exc)
         if kind is None:
             return _internal(request, exc)
-        return _json_error(kind.status, kind.type, str(exc) or type(exc).__name__)
+        return _json_error(
+            kind.status, kind.type, str(exc) or type(exc).__name__, details=_details(exc)
+        )
 
     for exc_class in (AssetryError, ValueError, TypeError, NotImplementedError):
         app.add_exception_handler(exc_class, mapped)  # type: ignore[arg-type]
+
+
+def _details(exc: BaseException) -> dict[str, Any] | None:
+    """The check and its errors (each ``{"field", "message"}``) of a failed validation,
+    where they are JSON, so a client raises the same :class:`ValidationError`."""
+    if not isinstance(exc, ValidationError) or exc.check is None:
+        return None
+    try:
+        json.dumps(exc.details, allow_nan=False)
+    except (TypeError, ValueError):
+        return {"check": exc.check}
+    return {"check": exc.check, "errors": exc.details}
 
 
 def _log_failure(method: str, path: str, exc: BaseException) -> None:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..backend import EventQuery, NewEvent, StoreWrite
+from ..contracts import AssetContract, check_new_events
 from ..errors import StoreValueError
 from ..models import AssetEvent, validate_name
 from ..uri import normalize_uri
@@ -186,8 +187,17 @@ def register_asset(body: RegisterRawIn, scope: WriteScope, instance: InstanceDep
     uri = normalize_uri(body.uri)
     group = validate_name(body.group, "an asset group")
     scope.check_registration(name, uri, group)
+    contract = (
+        {}
+        if body.contract_json is None
+        else {"contract_json": AssetContract.from_json(body.contract_json).to_json()}
+    )
     record = scope.backend.register_asset(
-        name, uri, group=group, extra_json=_extra(body.extra_json, instance.max_value_bytes)
+        name,
+        uri,
+        group=group,
+        extra_json=_extra(body.extra_json, instance.max_value_bytes),
+        **contract,
     )
     return ok({"asset": record.to_dict()})
 
@@ -320,6 +330,7 @@ def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
 def append_events(body: AppendIn, scope: WriteScope, instance: InstanceDep) -> Any:
     events = [_new_event(ev, instance.max_value_bytes) for ev in body.events]
     _check_all_writable(scope, [ev.asset for ev in events], [ev.aliases for ev in events])
+    check_new_events(scope.backend.get_asset, events)
     appended = scope.backend.append_events(events) if events else []
     return ok({"events": [_event(e) for e in appended]})
 
@@ -478,5 +489,6 @@ def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
     )
     if not writes and not events:
         return ok({"events": []})
+    check_new_events(scope.backend.get_asset, events)
     applied = scope.backend.apply(writes, events)
     return ok({"events": [_event(e) for e in applied]})

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..backend import ANY_VERSION, AssetRecord, NewEvent, StoreEntry, StoreWrite
+from ..contracts import DEFAULT_CONTRACT, AssetContract
 from ..models import AssetEvent
 from .protocol import MAX_EVENTS_PER_REQUEST
-from .schemas import MAX_ID, Aliases, AssetOut, EventOut, SourceId, Text
+from .schemas import MAX_ID, Aliases, AssetOut, ContractOut, EventOut, SourceId, Text
 
 MAX_RAW_PAGE = MAX_EVENTS_PER_REQUEST
 
@@ -46,6 +47,11 @@ class RegisterRawIn(BaseModel):
     uri: Text
     group: Text = "asset"
     extra_json: Text = "{}"
+    contract_json: Text | None = Field(
+        default=None,
+        description="The asset's contract (extra_schema, schema_evolution, freshness) as JSON; "
+        "leave out to keep the stored one.",
+    )
 
 
 class ListAssetsIn(BaseModel):
@@ -321,7 +327,15 @@ def to_record(out: AssetOut | None) -> AssetRecord | None:
         active=out.active,
         created_at=out.created_at,
         updated_at=out.updated_at,
+        contract=to_contract(out.contract),
     )
+
+
+def to_contract(out: ContractOut | None) -> AssetContract:
+    """The core's contract value from its wire form."""
+    if out is None:
+        return DEFAULT_CONTRACT
+    return AssetContract.from_dict(out.model_dump())
 
 
 def to_entry(out: RawEntryOut | None) -> StoreEntry | None:

@@ -6,7 +6,7 @@ document). Values and extra are plain JSON; the backend family carries JSON *tex
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -119,6 +119,21 @@ class HealthOut(BaseModel):
     status: str
 
 
+class FreshnessOut(BaseModel):
+    """How often the asset should update (see :class:`assetry.contracts.Freshness`)."""
+
+    max_age_seconds: float
+    per_partition: bool = False
+
+
+class ContractOut(BaseModel):
+    """The contract an asset declared (see :mod:`assetry.contracts`)."""
+
+    extra_schema: dict[str, Any] | None = None
+    schema_evolution: Literal["fail", "add_columns"] = "fail"
+    freshness: FreshnessOut | None = None
+
+
 class AssetOut(BaseModel):
     name: str
     uri: str
@@ -127,6 +142,7 @@ class AssetOut(BaseModel):
     active: bool
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    contract: ContractOut | None = None
 
 
 class EventOut(BaseModel):
@@ -166,6 +182,11 @@ class RegisterIn(BaseModel):
     uri: Text | None = None
     group: Text = "asset"
     extra: dict[str, Any] | None = None
+    contract: ContractOut | None = Field(
+        default=None,
+        description="The asset's contract: extra_schema (JSON Schema of its events' extra), "
+        "schema_evolution, freshness. Left out, the stored contract is kept.",
+    )
 
 
 class DeactivatedOut(BaseModel):

@@ -293,6 +293,7 @@ def asset_page(request: Request, name: str | None = None) -> Response:
         store=store,
         more_partitions=max(0, len(store_partitions) - MAX_PARTITIONS_SHOWN),
         recent=recent,
+        fields=record.contract.declared_fields(),
     )
 
 
@@ -340,4 +341,5 @@ def timeline_page(
         events=events[:TIMELINE_PAGE],
         older=older,
         partition=partition or None,
+        fields=record.contract.declared_fields(),  # the extra_schema's fields as columns
     )

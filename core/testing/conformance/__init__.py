@@ -31,6 +31,7 @@ from .base import DECLARED_GAPS, ConformanceBase, needs
 from .batches import BatchConformance
 from .compare_and_set import CompareAndSetConformance, UpdateConformance
 from .concurrency import ConcurrencyConformance
+from .contracts import ContractConformance
 from .cursors import CursorConformance
 from .event_deletion import EventDeletionConformance
 from .event_import import EventImportConformance
@@ -49,6 +50,7 @@ __all__ = [
     "CompareAndSetConformance",
     "ConcurrencyConformance",
     "ConformanceBase",
+    "ContractConformance",
     "CursorConformance",
     "EventDeletionConformance",
     "EventImportConformance",
@@ -67,6 +69,7 @@ __all__ = [
 
 class StateBackendConformance(
     RegistryConformance,
+    ContractConformance,
     StoreConformance,
     CompareAndSetConformance,
     UpdateConformance,

@@ -148,10 +148,10 @@ class DatasetHandle(ObjectStorageHandle):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def exists(self) -> bool:
+    def _exists(self) -> bool:
         return bool(self._files())
 
-    def to_pyarrow(self) -> pa.Table:
+    def _read_table(self) -> pa.Table:
         for attempt in range(READ_RETRIES):
             files = self._files()
             if not files:
@@ -239,7 +239,9 @@ class DatasetHandle(ObjectStorageHandle):
             schema = schema.remove(schema.get_field_index(self.partition_column))
         return schema
 
-    def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
+    def _write_data(
+        self, data: pa.Table | pa.RecordBatchReader, mode: str
+    ) -> tuple[int, int | None]:
         loc = self.location
         if loc.kind not in {"local"}:
             self._recover()

@@ -42,11 +42,11 @@ class FileHandle(ObjectStorageHandle):
         super().__init__(manager, asset, partition, loc)
         self.format = fmt
 
-    def exists(self) -> bool:
+    def _exists(self) -> bool:
         forget_listings(self.location)
         return bool(self.fs.isfile(self.location.path))
 
-    def to_pyarrow(self) -> pa.Table:
+    def _read_table(self) -> pa.Table:
         import pyarrow as pa
 
         loc = self.location
@@ -65,7 +65,9 @@ class FileHandle(ObjectStorageHandle):
         except FileNotFoundError:
             raise self._not_written() from None
 
-    def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:
+    def _write_data(
+        self, data: pa.Table | pa.RecordBatchReader, mode: str
+    ) -> tuple[int, int | None]:
         loc = self.location
         forget_listings(loc)
         with locked(loc, loc.path, exclusive=True):

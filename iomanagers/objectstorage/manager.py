@@ -14,6 +14,7 @@ from assetry.urls import render_url
 from assetry.values import validate_partition_key
 
 from .dataset import DatasetHandle
+from .faults import guarded
 from .file import FileHandle
 from .formats import FORMATS
 from .location import ATOMIC_PUT_PROTOCOLS, Location
@@ -123,13 +124,19 @@ class ObjectStorageIOManager(IOManager):
                 check_local_name(asset, component)
         name = loc.path.rstrip("/").rsplit("/", 1)[-1]
         suffix = os.path.splitext(name)[1].lower()
-        if suffix and suffix not in FORMATS and not loc.fs.isdir(loc.path):
+
+        def is_folder() -> bool:
+            return guarded(
+                loc, asset, "looking up", lambda: bool(loc.fs.isdir(loc.path)), retry=True
+            )
+
+        if suffix and suffix not in FORMATS and not is_folder():
             known = ", ".join(sorted(FORMATS))
             raise AssetValueError(
                 f"asset {asset.name!r}: cannot tell the format of {render_url(asset.uri)!r} from its "
                 f"suffix {suffix!r}; use one of {known}, or no suffix for a parquet dataset folder"
             )
-        is_dataset = not suffix or (FORMATS.get(suffix) == "parquet" and loc.fs.isdir(loc.path))
+        is_dataset = not suffix or (FORMATS.get(suffix) == "parquet" and is_folder())
         if is_dataset:
             return DatasetHandle(self, asset, partition, loc)
         if partition is not None:

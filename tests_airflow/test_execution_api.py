@@ -225,3 +225,37 @@ def test_both_backends_write_each_value_once(
         backend = context._get_worker_state_store_backend()
         context._get_worker_state_store_backend.cache_clear()
         backend.instance.close()
+
+
+def test_airflow_state_store_clean_runs_the_assetry_cleanup(
+    configured_backend: Any, comms: Any, orders: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``airflow state-store clean`` only cleans a MetastoreBackend: ours is one."""
+    from argparse import Namespace
+
+    from airflow.cli.commands.state_store_command import clean_state_store
+
+    gone = Asset(name="gone", uri="s3://data/gone")
+    add_asset("gone", "s3://data/gone")
+    AssetStateStoreAccessors(inlets=[gone]).set("watermark", "x")
+    AssetStateStoreAccessors(inlets=[ORDERS]).set("watermark", "y")
+    deactivate_in_airflow("gone")
+
+    clean_state_store(Namespace(dry_run=False))
+
+    assert "skipping" not in capsys.readouterr().out
+    inst = configured_backend.instance
+    assert not inst.get_asset("gone").active
+    assert inst.asset_store("gone").items() == {}
+    assert inst.asset_store("orders").get("watermark") == "y"
+
+
+def test_asset_store_by_name_inside_a_task_asks_airflow_for_the_uri(
+    configured_backend: Any, comms: Any, orders: int
+) -> None:
+    from assetry.airflow import asset_store, get_instance
+
+    entries = asset_store("orders")
+    assert entries.update("runs", lambda n: n + 1, default=0) == 1
+    assert get_instance().get_asset("orders").uri == "s3://data/orders"
+    assert AssetStateStoreAccessors(inlets=[ORDERS]).get("runs") == 1

@@ -16,6 +16,7 @@ import datetime as dt
 import enum
 import functools
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -210,7 +211,10 @@ class StateBackend(abc.ABC):
     # -- lifecycle ------------------------------------------------------------------------
 
     def __init__(self, url: str | None = None, **options: Any) -> None:  # noqa: B027
-        """Backends are built as ``cls(url=url, **options)``; unknown options are a TypeError."""
+        """Backends are built as ``cls(url=url, **options)``; unknown options are a TypeError.
+
+        A backend that creates files, folders or tables when opened takes ``create: bool =
+        True``; ``create=False`` opens existing state only (see :meth:`exists`)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the backend must not be used afterwards."""
@@ -222,6 +226,13 @@ class StateBackend(abc.ABC):
         """The stored schema revision and the one this code expects, as ``{"current": ...,
         "head": ...}``; empty where the backend has no versioned schema (``assetry db``)."""
         return {}
+
+    def exists(self) -> bool:
+        """Whether assetry state is already stored where this backend points, found without
+        creating anything (``Instance(..., create=False)`` asks before reading). Backends
+        that create nothing on open (memory, a server's state) always answer ``True``; one
+        opened with ``create=False`` must also create nothing on open."""
+        return True
 
     def describe(self) -> str:
         """A one-line description with secrets masked, for logs and ``repr``."""
@@ -470,8 +481,8 @@ def version_conflict(
 def inactive_error(name: str) -> AssetInactiveError:
     """The error every backend raises on a write to an inactive asset."""
     return AssetInactiveError(
-        f"asset {name!r} is inactive: its store and events cannot be written "
-        "(register it again to reactivate it)"
+        f"asset {name!r} is inactive: its store and events cannot be written; "
+        f"`assetry assets reactivate {shlex.quote(name)}` (or Instance.register) reactivates it"
     )
 
 

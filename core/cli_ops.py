@@ -13,7 +13,7 @@ from . import plugins
 from .backend import StateBackend
 from .cli_common import CommandFailed, emit_json, json_option, one_line, print_table, state
 from .config import DEFAULT_CONN_IDS, Connection, Settings
-from .errors import AssetryError, SchemaVersionError
+from .errors import AssetryError, SchemaVersionError, StateNotFoundError
 from .uri import uri_scheme
 from .urls import render_url, scrub_text
 
@@ -159,8 +159,25 @@ def db() -> None:
 @click.option("--check", is_flag=True, help="Exit with code 1 when the schema is not at head.")
 @json_option
 def db_current(check: bool) -> None:
-    """The stored schema revision and the one this version of assetry expects."""
-    backend = state().instance().backend
+    """The stored schema revision and the one this version of assetry expects (reads only:
+    creates nothing)."""
+    settings = _settings()
+    try:
+        backend = state().instance(create=False).backend
+    except StateNotFoundError:
+        backend = None
+    if backend is None:
+        shown = render_url(settings.backend_url) or str(settings.backend)
+        summary = "no assetry state yet; `assetry db upgrade` creates it"
+        if state().json:
+            emit_json({"backend": shown, "current": None, "status": summary})
+        else:
+            click.echo(f"backend:  {shown}")
+            click.echo("current:  (none)")
+            click.echo(f"status:   {summary}")
+        if check:
+            raise CommandFailed(f"no assetry state at {shown}; `assetry db upgrade` creates it")
+        return
     status = schema_status(backend)
     summary = _describe_status(status)
     if state().json:
@@ -314,11 +331,21 @@ def _check_backend(settings: Settings) -> tuple[list[Check], StateBackend | None
         return checks, None
     checks.append(Check("state backend plugin", "ok", f"{name} ({cls.__module__})"))
     try:
-        backend = Instance(settings=settings).backend
-        status = schema_status(backend)  # reads the stored revision; creates nothing
+        backend = Instance(settings=settings, create=False).backend  # creates nothing
+        status = schema_status(backend)
         if not status or status.get("current") == status.get("head"):
             backend.get_asset("assetry-doctor-probe")
             backend.list_consumers()
+    except StateNotFoundError as exc:
+        checks.append(
+            Check(
+                "state backend",
+                "fail",
+                _scrub(one_line(exc)),
+                "create it: `assetry db upgrade` (or check the URL points where the state is)",
+            )
+        )
+        return checks, None
     except SchemaVersionError as exc:
         checks.append(Check("state backend", "fail", one_line(exc), "run `assetry db upgrade`"))
         return checks, None
@@ -423,5 +450,7 @@ def doctor() -> None:
     if failed:
         raise CommandFailed(
             f"{len(failed)} check(s) failed: "
-            + "; ".join(f"{c.name}: {c.fix or c.detail}" for c in failed)
+            + "; ".join(
+                f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "") for c in failed
+            )
         )

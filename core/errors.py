@@ -17,6 +17,7 @@ __all__ = [
     "ConflictError",
     "PluginError",
     "SchemaVersionError",
+    "StateNotFoundError",
     "StoreValueError",
     "TableVersionError",
     "UnsupportedOperationError",
@@ -88,6 +89,11 @@ class BackendUnavailableError(AssetryError):
 
 class SchemaVersionError(ConfigurationError):
     """The backend's stored schema is older or newer than this version of assetry."""
+
+
+class StateNotFoundError(ConfigurationError):
+    """No assetry state exists where an instance opened without creating
+    (``Instance(..., create=False)``) looked: nothing was created there."""
 
 
 class UnsupportedOperationError(AssetryError, NotImplementedError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import inspect
+import shlex
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,7 +16,13 @@ from .backend import AssetRecord, EventQuery, NewEvent, StateBackend
 from .config import Connection, Settings, load_settings, settings_scope
 from .contracts import check_new_events
 from .current import _current, instance_scope
-from .errors import AssetNotFoundError, ConfigurationError, ConflictError, PluginError
+from .errors import (
+    AssetNotFoundError,
+    ConfigurationError,
+    ConflictError,
+    PluginError,
+    StateNotFoundError,
+)
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
 from .retention import VacuumResult, vacuum_tables
@@ -34,6 +42,10 @@ class Instance:
     ``Instance()`` resolves the configuration (arguments > environment > pyproject.toml /
     assetry.toml > the embedded SQLite default). ``backend`` is an entry-point name or a
     ready :class:`StateBackend`; ``url`` alone picks the backend by its scheme.
+
+    State is created on first use (tables, folders, files). ``create=False`` opens existing
+    state only, for reading: nothing is created or migrated, and where there is no state
+    yet it raises :class:`~assetry.errors.StateNotFoundError`.
     """
 
     def __init__(
@@ -45,6 +57,7 @@ class Instance:
         max_value_bytes: int | None = None,
         io_managers: Mapping[str, IOManager] | None = None,
         io_manager_options: Mapping[str, Mapping[str, Any]] | None = None,
+        create: bool = True,
         **options: Any,
     ) -> None:
         if isinstance(backend, StateBackend):
@@ -62,9 +75,11 @@ class Instance:
             self.settings = settings or load_settings(
                 backend=backend, url=url, options=options or None, max_value_bytes=max_value_bytes
             )
-            self.backend = _build_backend(self.settings)
-            if self.settings.auto_upgrade:
+            self.backend = _build_backend(self.settings, create=create)
+            if create and self.settings.auto_upgrade:
                 self.backend.upgrade()
+        if not create:
+            _require_existing(self.backend, self.settings)
         self.max_value_bytes = (
             max_value_bytes if max_value_bytes is not None else self.settings.max_value_bytes
         )
@@ -197,7 +212,8 @@ class Instance:
                 f"no asset with {what} is registered; declare the asset in a task or "
                 "register it first"
                 if record is None
-                else f"the asset with {what} is inactive; register it again to reactivate it"
+                else f"the asset with {what} is inactive; reactivate it with "
+                f"`assetry assets reactivate {shlex.quote(record.name)}` or Instance.register(asset)"
             )
         return Asset(
             record.name,
@@ -446,7 +462,29 @@ class Instance:
         return self._dispatcher
 
 
-def _build_backend(settings: Settings) -> StateBackend:
+def _require_existing(backend: StateBackend, settings: Settings) -> None:
+    """Raise :class:`StateNotFoundError` (closing ``backend``) when it holds no state yet."""
+    try:
+        found = backend.exists()
+    except BaseException:
+        backend.close()
+        raise
+    if not found:
+        backend.close()
+        where = render_url(settings.backend_url) or backend.describe()
+        raise StateNotFoundError(f"no assetry state at {where}; `assetry db upgrade` creates it")
+
+
+def _accepts_create(cls: type) -> bool:
+    """Whether a backend class takes the ``create`` option (third-party ones may not)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return "create" in params
+
+
+def _build_backend(settings: Settings, *, create: bool = True) -> StateBackend:
     name = settings.backend
     url = settings.backend_url
     if name is None:
@@ -455,9 +493,12 @@ def _build_backend(settings: Settings) -> StateBackend:
     cls = plugins.backends.load(name)
     if not (isinstance(cls, type) and issubclass(cls, StateBackend)):
         raise PluginError(f"the state backend plugin {name!r} is not a StateBackend subclass")
+    options = dict(settings.backend_options)
+    if not create and _accepts_create(cls):
+        options["create"] = False
     try:
         with settings_scope(settings):
-            return cls(url=url, **dict(settings.backend_options))
+            return cls(url=url, **options)
     except TypeError as exc:
         raise ConfigurationError(
             f"state backend {name!r} rejected its options ({scrub_text(exc)}); "

@@ -41,33 +41,82 @@ __all__ = [
     "vacuum_tables",
 ]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(min|[a-z]*)", re.IGNORECASE)
+_ISO_RE = re.compile(
+    r"P(?:(?P<w>\d+(?:[.,]\d+)?)W)?(?:(?P<d>\d+(?:[.,]\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:[.,]\d+)?)H)?(?:(?P<min>\d+(?:[.,]\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:[.,]\d+)?)S)?)?",
+    re.IGNORECASE,
+)
+#: The longest duration accepted (far beyond any retention; keeps datetime arithmetic safe).
+MAX_DURATION = dt.timedelta(days=100 * 366)
+_EXAMPLES = "90s, 30min, 12h, 30d, 2w, 1d12h or ISO 8601 (PT30M, P1D)"
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """A duration such as ``90s``, ``30m``, ``12h``, ``30d``, ``2w`` or ``1d12h``."""
+    """A duration such as ``90s``, ``30min``, ``12h``, ``30d``, ``2w``, ``1d12h`` or an ISO 8601
+    duration (``PT10M``, ``P1D``, ``P2W``).
+
+    ``m``/``M`` alone is refused: it reads as minutes to some and months to others
+    (``1M`` once deleted events one minute old); write ``min``, or ``PT1M``. Years and
+    months (``P1Y``, ``P1M``) have no fixed length and are refused too.
+    """
     if not isinstance(text, str):
         raise TypeError(f"a duration must be a str such as '30d', not {type(text).__name__}")
     compact = text.strip().replace(" ", "")
+    if compact[:1] in ("P", "p"):
+        return _parse_iso_duration(text, compact)
     pos, seconds = 0, 0.0
     for match in _DURATION_RE.finditer(compact):
         if match.start() != pos:
             break
-        seconds += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        unit = match.group(2)
+        if unit in ("m", "M"):
+            raise ValueError(
+                f"{text!r} is ambiguous: 'm'/'M' could mean minutes or months; write "
+                f"{match.group(1)}min for minutes (months have no fixed length: use days)"
+            )
+        if unit.lower() not in _UNITS:
+            break
+        seconds += float(match.group(1)) * _UNITS[unit.lower()]
         pos = match.end()
     if not compact or pos != len(compact):
-        raise ValueError(
-            f"{text!r} is not a duration; use a number and a unit: 90s, 30m, 12h, 30d, 2w"
-        )
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit: {_EXAMPLES}")
+    return _bounded(text, seconds)
+
+
+def _parse_iso_duration(text: str, compact: str) -> dt.timedelta:
+    """An ISO 8601 duration of weeks, days, hours, minutes and seconds."""
+    upper = compact.upper()
+    match = _ISO_RE.fullmatch(upper)
+    if match is None or not any(match.groupdict().values()) or upper.endswith("T"):
+        date_part = upper.split("T", 1)[0]
+        if "Y" in date_part or "M" in date_part:
+            raise ValueError(
+                f"{text!r}: ISO 8601 years and months have no fixed length; "
+                "give days or weeks (P30D, P4W)"
+            )
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit: {_EXAMPLES}")
+    seconds = sum(
+        float(value.replace(",", ".")) * _UNITS[unit]
+        for unit, value in match.groupdict().items()
+        if value is not None
+    )
+    return _bounded(text, seconds)
+
+
+def _bounded(text: str, seconds: float) -> dt.timedelta:
+    if not seconds <= MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than the longest duration accepted (100 years)")
     return dt.timedelta(seconds=seconds)
 
 
 def format_duration(delta: dt.timedelta) -> str:
-    """The shortest ``parse_duration`` text for ``delta`` (``30d``, ``90m``, ...)."""
+    """The shortest ``parse_duration`` text for ``delta`` (``30d``, ``90min``, ...)."""
     seconds = int(delta.total_seconds())
     for unit, size in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
-        if seconds and seconds % size == 0:
+        if seconds and seconds % size == 0 and seconds == delta.total_seconds():
             return f"{seconds // size}{unit}"
     return f"{delta.total_seconds():g}s"
 

@@ -490,13 +490,12 @@ def test_doctor_on_a_healthy_setup_passes() -> None:
 def test_doctor_on_a_new_sqlite_database_creates_nothing(tmp_path: Path) -> None:
     require_backend("sql")
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    report = run_json("--url", url, "doctor")
-    status, detail = _checks(report)["schema"]
-    assert status == "warn" and "not created yet" in detail
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "new.db") as conn:
-        assert conn.execute("select count(*) from sqlite_master").fetchone() == (0,)
+    result = run("--json", "--url", url, "doctor")
+    assert result.exit_code == 1
+    status, detail = _checks(json.loads(result.stdout))["state backend"]
+    assert status == "fail"
+    assert detail == f"no assetry state at {url}; `assetry db upgrade` creates it"
+    assert not (tmp_path / "new.db").exists()
     run_ok("--url", url, "db", "upgrade")
     upgraded = run_json("--url", url, "doctor")
     assert _checks(upgraded)["schema"][0] == "ok"

@@ -135,18 +135,19 @@ def test_assets_show_of_unknown_asset_fails_in_one_line(seeded: Cli) -> None:
     result = seeded("assets", "show", "nope")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: asset 'nope' is not registered; `assetry assets list` shows the registered ones"
+        "Error: asset 'nope' is not registered; `assetry assets list` shows the registered "
+        "ones and `assetry assets register nope --uri URI` registers it"
     ]
 
 
 def test_assets_deactivate_makes_the_store_read_only(seeded: Cli) -> None:
-    assert seeded.json("assets", "deactivate", "orders") == {
+    assert seeded.json("assets", "deactivate", "orders", "--yes") == {
         "asset": "orders",
         "active": False,
         "changed": True,
     }
     assert not seeded.inst.get_asset("orders").active
-    again = seeded.ok("assets", "deactivate", "orders")
+    again = seeded.ok("assets", "deactivate", "orders", "--yes")
     assert "already inactive" in again.stdout
     refused = seeded("store", "set", "orders", "k", "1")
     assert refused.exit_code == 1
@@ -243,7 +244,12 @@ def test_store_delete_existing_and_missing_key(seeded: Cli) -> None:
     assert seeded.inst.asset_store("orders").get("watermark") is None
 
 
-def test_store_clear_asks_then_clears_everything(seeded: Cli) -> None:
+def test_store_clear_asks_then_clears_everything(
+    seeded: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assetry import cli_common
+
+    monkeypatch.setattr(cli_common, "stdin_is_terminal", lambda: True)
     declined = seeded("store", "clear", "orders", input="n\n")
     assert declined.exit_code == 1
     assert seeded.inst.asset_store("orders").keys() == ["watermark"]
@@ -300,8 +306,8 @@ def test_events_list_filters(seeded: Cli) -> None:
 
 def test_events_list_says_when_the_limit_cut_it_short(seeded: Cli) -> None:
     result = seeded.ok("events", "list", "orders", "--limit", "2")
-    assert "first 2 shown" in result.stderr
-    assert "first" not in seeded.ok("events", "list", "orders", "--limit", "0").stderr
+    assert "newest 2 shown" in result.stderr
+    assert "shown" not in seeded.ok("events", "list", "orders", "--limit", "0").stderr
 
 
 def test_events_list_rejects_a_bad_time(seeded: Cli) -> None:
@@ -348,14 +354,14 @@ def test_events_prune_by_options(seeded: Cli) -> None:
     dry = seeded.json("events", "prune", "--keep-last", "1", "--dry-run")
     assert (dry["deleted"], dry["dry_run"]) == (3, True)
     assert len(seeded.inst.events("orders")) == 5
-    out = seeded.ok("events", "prune", "--keep-last", "1", "--asset", "orders")
+    out = seeded.ok("events", "prune", "--keep-last", "1", "--asset", "orders", "--yes")
     assert "deleted 3 event(s) of 1 asset(s)" in out.stdout
     assert [e.id for e in seeded.inst.events("orders")] == [4, 5]
     assert seeded.inst.asset_store("orders").get("watermark") == "2024-06-01"
 
 
 def test_events_prune_keeps_what_a_consumer_has_not_seen(seeded: Cli) -> None:
-    out = seeded.json("events", "prune", "--keep-last", "1", "--older-than", "1d")
+    out = seeded.json("events", "prune", "--keep-last", "1", "--older-than", "1d", "--yes")
     assert out["deleted"] == 2  # 1 and 2; 3 is unseen by "report" (cursor 2)
     assert [e.id for e in seeded.inst.events("orders")] == [3, 4, 5]
 
@@ -363,7 +369,7 @@ def test_events_prune_keeps_what_a_consumer_has_not_seen(seeded: Cli) -> None:
 def test_events_prune_uses_the_configured_policy(seeded: Cli) -> None:
     Path("pyproject.toml").write_text("[tool.assetry]\nretention = {keep_last = 1}\n")
     seeded.inst.backend.set_cursors("report", {"orders": 5})
-    out = seeded.json("events", "prune")
+    out = seeded.json("events", "prune", "--yes")
     assert out["policy"] == {"keep_last": 1}
     assert [e.id for e in seeded.inst.events("orders")] == [4, 5]
 
@@ -388,7 +394,7 @@ def test_gc_sweeps_the_store_of_inactive_assets(seeded: Cli) -> None:
     dry = seeded.json("gc", "--dry-run")
     assert (dry["store_entries_removed"], dry["inactive_assets"]) == (2, ["orders"])
     assert seeded.inst.asset_store("orders").keys() == ["watermark"]
-    assert "removed 2 store entries of 1 inactive asset(s)" in seeded.ok("gc").stdout
+    assert "removed 2 store entries of 1 inactive asset(s)" in seeded.ok("gc", "--yes").stdout
     assert seeded.inst.backend.store_entries("orders") == []
     assert seeded.inst.backend.store_partitions("orders") == []
     assert len(seeded.inst.events("orders")) == 5
@@ -397,7 +403,7 @@ def test_gc_sweeps_the_store_of_inactive_assets(seeded: Cli) -> None:
 def test_gc_applies_the_configured_retention(seeded: Cli) -> None:
     Path("pyproject.toml").write_text("[tool.assetry]\nretention = {keep_last = 1}\n")
     seeded.inst.backend.set_cursors("report", {"orders": 5})
-    out = seeded.json("gc")
+    out = seeded.json("gc", "-y")
     assert (out["events_deleted"], out["retention"]) == (3, {"keep_last": 1})
     assert seeded.inst.asset_store("orders").get("watermark") == "2024-06-01"
 

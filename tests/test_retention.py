@@ -235,8 +235,12 @@ def test_pruning_deletes_exactly_what_no_rule_protects(
     ("text", "seconds"),
     [
         ("90s", 90),
-        ("30m", 1800),
+        ("30min", 1800),
         ("12h", 43200),
+        ("PT10M", 600),
+        ("P1D", 86400),
+        ("P2W", 1209600),
+        ("P1DT2H30M", 95400),
         ("30d", 2592000),
         ("2w", 1209600),
         ("1d12h", 129600),
@@ -246,14 +250,31 @@ def test_parse_duration_accepts_units_and_combinations(text: str, seconds: int) 
     assert parse_duration(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "30x", "-1d", "1d 2"])
+@pytest.mark.parametrize("text", ["", "30", "d", "30x", "-1d", "1d 2", "P", "PT", "PT1M2H"])
 def test_parse_duration_rejects_other_text(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["1M", "30m", "1d30m"])
+def test_parse_duration_refuses_m_as_minutes_or_months(text: str) -> None:
+    with pytest.raises(ValueError, match=r"ambiguous.*min"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["P1M", "P1Y", "P1Y2D"])
+def test_parse_duration_refuses_iso_years_and_months(text: str) -> None:
+    with pytest.raises(ValueError, match="no fixed length"):
+        parse_duration(text)
+
+
+def test_parse_duration_bounds_huge_values() -> None:
+    with pytest.raises(ValueError, match="longest duration"):
+        parse_duration("99999999999999999999d")
+
+
 def test_format_duration_round_trips() -> None:
-    for text in ("90s", "30m", "12h", "30d", "2w"):
+    for text in ("90s", "30min", "12h", "30d", "2w"):
         assert format_duration(parse_duration(text)) == text
 
 

@@ -42,7 +42,8 @@ class ObjectStoreBackend(
     a write re-reads the registry; a deactivation by another process can take that long to
     stop its writes, and the sweep removes anything written meanwhile), ``max_attempts`` and
     ``retry_base_delay`` (backoff on throttling and 5xx), ``fsync`` (local directories),
-    ``concurrency`` (parallel reads), ``cache_size`` (versions and events remembered).
+    ``concurrency`` (parallel reads), ``cache_size`` (versions and events remembered),
+    ``create`` (``False``: a ``file://`` folder is not made on open; for reading).
     """
 
     name = "objectstore"
@@ -67,6 +68,7 @@ class ObjectStoreBackend(
         fsync: bool = True,
         concurrency: int = 16,
         cache_size: int = 10_000,
+        create: bool = True,
     ) -> None:
         if not url or not isinstance(url, str):
             raise ConfigurationError(
@@ -84,6 +86,7 @@ class ObjectStoreBackend(
             retry=Backoff(base=retry_base_delay, cap=5.0, max_attempts=max_attempts),
             fsync=fsync,
             concurrency=concurrency,
+            create=bool(create),
         )
         self.scheme = location.scheme
         self.storage = location.storage

@@ -127,6 +127,11 @@ class ObjectStoreBase(StateBackend):
         self._format_checked = False
         self._ensure_format()
 
+    def exists(self) -> bool:
+        """Whether the layout marker (``format.json``, written with the first asset) is
+        stored; only read, so a missing folder or prefix stays missing."""
+        return self.storage.get(Layout.FORMAT) is not None
+
     def schema_status(self) -> dict[str, str | None]:
         """The stored object layout (``format.json``; none before the first registration)
         and the one this code writes."""

@@ -48,6 +48,7 @@ def open_location(
     retry: Backoff,
     fsync: bool,
     concurrency: int,
+    create: bool = True,
 ) -> Location:
     """The storage a URL points to, with the connection's storage options."""
     scheme = uri_scheme(url) if "://" in url else "file"
@@ -71,7 +72,7 @@ def open_location(
     if scheme == "file":
         if not rest:
             raise ConfigurationError(f"objectstore URL {shown!r} needs a directory")
-        storage = LocalStorage(os.path.expanduser(rest), fsync=fsync)
+        storage = LocalStorage(os.path.expanduser(rest), fsync=fsync, create=create)
         return Location(scheme, storage, storage.describe())
     bucket, _, prefix = rest.partition("/")
     prefix = prefix.strip("/")

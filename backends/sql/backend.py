@@ -51,7 +51,9 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
     :class:`SchemaVersionError` until :meth:`upgrade` runs (or ``auto_upgrade=True``), a
     newer one always does. Options: ``busy_timeout`` (SQLite, seconds), ``pool_size``,
     ``max_overflow``, ``connect_timeout``, ``retry_timeout`` (how long a lost server is
-    waited for), ``echo``.
+    waited for), ``echo``, ``create`` (``False``: open existing state only, creating no file,
+    folder or table and migrating nothing; missing state raises
+    :class:`~assetry.errors.StateNotFoundError`).
     """
 
     name = "sql"
@@ -76,6 +78,7 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
         connect_timeout: float = 10.0,
         retry_timeout: float = 10.0,
         echo: bool = False,
+        create: bool = True,
     ) -> None:
         if url is None:
             url = f"sqlite:///{Path.cwd() / DEFAULT_STATE_PATH}"
@@ -100,10 +103,13 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
             connect_timeout=float(connect_timeout),
             retry_timeout=float(retry_timeout),
             echo=bool(echo),
+            create=bool(create),
         )
         #: The database URL with any password masked.
         self.url = self._db.masked_url
         self.auto_upgrade = bool(auto_upgrade)
+        #: ``False``: open existing state only (no file, folder, table or migration).
+        self.create = bool(create) or self._db.memory
         if self._db.memory:
             self.capabilities = Capabilities(
                 persistent=False,

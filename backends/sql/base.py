@@ -12,12 +12,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from assetry.backend import AssetRecord, StateBackend, inactive_error, not_found_error
 from assetry.contracts import AssetContract
-from assetry.errors import SchemaVersionError
+from assetry.errors import SchemaVersionError, StateNotFoundError
 
 from . import migrate, schema
 from .engine import Database, Held
@@ -106,6 +107,7 @@ class SQLBase(StateBackend):
     _schema_lock: threading.Lock
     url: str
     auto_upgrade: bool
+    create: bool
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -129,9 +131,15 @@ class SQLBase(StateBackend):
         with self._schema_lock:
             if self._sql is not None:
                 return self._sql
+            self._require_file()
             current = self._db.run(lambda held: migrate.current_revision(held.conn))
+            if current is None and not self.create:
+                raise StateNotFoundError(
+                    f"no assetry state at {self.url}; `assetry db upgrade` creates it"
+                )
             if current != migrate.head_revision():
-                self._db.run(lambda held: self._settle_schema(held.conn, self.auto_upgrade))
+                upgrade = self.auto_upgrade and self.create
+                self._db.run(lambda held: self._settle_schema(held.conn, upgrade))
             self._sql = statements_for(self._db.dialect)
             return self._sql
 
@@ -170,8 +178,32 @@ class SQLBase(StateBackend):
             migrate.run_migrations(conn)
 
     def schema_status(self) -> dict[str, str | None]:
+        if not self.create and self._missing_file():
+            return {"current": None, "head": migrate.head_revision()}
         current = self._db.run(lambda held: migrate.current_revision(held.conn))
         return {"current": current, "head": migrate.head_revision()}
+
+    def exists(self) -> bool:
+        """Whether the database holds assetry's schema (an SQLite file that does not exist
+        is not opened, so not created)."""
+        if self._db.memory:
+            return True
+        if self._missing_file():
+            return False
+        return self._db.run(lambda held: migrate.current_revision(held.conn)) is not None
+
+    def _missing_file(self) -> bool:
+        """An SQLite database file that does not exist (connecting would create it)."""
+        if self._db.family != "sqlite" or self._db.memory:
+            return False
+        database = self._db.url.database or ""
+        return not database.startswith("file:") and not Path(database).exists()
+
+    def _require_file(self) -> None:
+        if not self.create and self._missing_file():
+            raise StateNotFoundError(
+                f"no assetry state at {self.url}; `assetry db upgrade` creates it"
+            )
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -128,8 +128,12 @@ class Database:
         connect_timeout: float = 10.0,
         retry_timeout: float = 10.0,
         echo: bool = False,
+        create: bool = True,
     ) -> None:
         self.url = resolve_url(url, conn_id)
+        #: Whether opening may create (SQLite: the file's folder, WAL mode); ``False`` opens
+        #: existing state only.
+        self.create = create
         backend = self.url.get_backend_name()
         self.family = _FAMILIES[backend]
         self.memory = self.family == "sqlite" and self.url.database in (None, "", ":memory:")
@@ -181,7 +185,8 @@ class Database:
                 options["poolclass"] = StaticPool
             else:
                 options.update(pool_size=pool_size, max_overflow=max_overflow)
-                self._make_parent_folder()
+                if self.create:
+                    self._make_parent_folder()
         else:
             options.update(pool_size=pool_size, max_overflow=max_overflow)
             if "connect_timeout" not in query:
@@ -211,14 +216,14 @@ class Database:
             ) from None
 
     def _on_connect(self, busy_timeout: float) -> Callable[[Any, Any], None]:
-        family, memory = self.family, self.memory
+        family, memory, create = self.family, self.memory, self.create
 
         def prepare(dbapi_connection: Any, _record: Any) -> None:
             if family == "sqlite":
                 dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
                 cursor = dbapi_connection.cursor()
                 cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-                if not memory:
+                if not memory and create:
                     cursor.execute("PRAGMA journal_mode = WAL")
                     cursor.execute("PRAGMA synchronous = NORMAL")
                 cursor.close()

@@ -31,10 +31,14 @@ class LocalStorage(ObjectStorage):
     Readers take no lock: they see the old file or the new one, never a partial one.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, create: bool = True
+    ) -> None:
         self.root = Path(root).absolute()
         self.fsync = fsync
         self._lock_dir_ready = False
+        if not create:  # open existing state only: the folder is made by the first write
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a read-only parent: fine for readers if the folder exists
@@ -56,7 +60,7 @@ class LocalStorage(ObjectStorage):
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         if not self._lock_dir_ready:
-            (self.root / _LOCK_DIR).mkdir(exist_ok=True)
+            (self.root / _LOCK_DIR).mkdir(parents=True, exist_ok=True)
             self._lock_dir_ready = True
         stripe = int(md5_etag(key.encode())[:8], 16) % _LOCK_STRIPES
         with localfs.file_lock(self.root / _LOCK_DIR / f"{stripe:02d}.lock"):

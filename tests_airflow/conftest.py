@@ -340,3 +340,55 @@ def add_dag_run(dag_id: str, run_id: str) -> int:
         session.add(run)
         session.flush()
         return int(run.id)
+
+
+class HTTPComms:
+    """Stands in for the supervisor's channel the way Airflow's triggerer serves it: each
+    message goes through Airflow's own request handlers and task-SDK HTTP client to the
+    execution API application, served in this process (``InProcessExecutionAPI``)."""
+
+    def __init__(self) -> None:
+        from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+        from airflow.sdk.api.client import Client
+
+        self.client = Client(
+            base_url=None, token="", dry_run=True, transport=InProcessExecutionAPI().transport
+        )
+        self.client.base_url = "http://in-process.invalid./"  # as the triggerer sets it
+        self.sent: list[Any] = []
+
+    def send(self, msg: Any) -> Any:
+        from airflow.sdk.execution_time import comms, request_handlers
+
+        self.sent.append(msg)
+        kind = type(msg).__name__
+        if kind in {"GetAssetByName", "GetAssetByUri"}:
+            by = {"name": msg.name} if kind.endswith("Name") else {"uri": msg.uri}
+            resp = self.client.assets.get(**by)
+            if isinstance(resp, comms.ErrorResponse):
+                return resp
+            return comms.AssetResult.from_asset_response(resp)
+        words = "".join(f"_{c.lower()}" if c.isupper() else c for c in kind).lstrip("_")
+        handler = getattr(request_handlers, f"handle_{words}")
+        answer, _ = handler(self.client, msg)
+        return answer if answer is not None else comms.OKResponse(ok=True)
+
+    async def asend(self, msg: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self.send, msg)
+
+
+@pytest.fixture(scope="session")
+def _http_comms() -> HTTPComms:
+    return HTTPComms()
+
+
+@pytest.fixture
+def http_comms(_http_comms: HTTPComms, monkeypatch: pytest.MonkeyPatch) -> HTTPComms:
+    """The supervisor channel of a running task, over HTTP to the in-process execution API."""
+    from airflow.sdk.execution_time import task_runner
+
+    _http_comms.sent.clear()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _http_comms, raising=False)
+    return _http_comms

@@ -17,7 +17,7 @@ from assetry.backend import AssetRecord, Capabilities
 from assetry.errors import ConfigurationError
 from assetry.retry import Backoff
 
-from .base import _LRU
+from .base import LRU
 from .cursors import ObjectStoreCursors
 from .events import ObjectStoreEvents
 from .location import open_location
@@ -98,8 +98,8 @@ class ObjectStoreBackend(
             event_import=True,
             event_deletion=True,
         )
-        self._versions = _LRU(cache_size)
-        self._events = _LRU(cache_size)
+        self._versions = LRU(cache_size)
+        self._events = LRU(cache_size)
         self._registry: dict[str, tuple[AssetRecord, float]] = {}
         self._cursor_docs: dict[str, tuple[str, dict[str, int]]] = {}
         self._heads: dict[str, int] = {}

@@ -29,6 +29,25 @@ from assetry.values import canonical_json
 from .keys import Layout, decode_component
 from .storage import Blob, ObjectStorage, PreconditionFailed
 
+__all__ = [
+    "FETCH_CHUNK",
+    "HINT_INTERVAL",
+    "LAYOUT_VERSION",
+    "LRU",
+    "RELISTS",
+    "TOKEN_HISTORY",
+    "TOMBSTONE_MAX_BYTES",
+    "UNKNOWN",
+    "ObjectStoreBase",
+    "SeenVersion",
+    "chunks",
+    "parse_time",
+    "pause_after_lost_race",
+    "replace_record",
+    "tombstone",
+    "write_token",
+]
+
 log = logging.getLogger(__name__)
 
 #: Version of the object layout, kept in ``format.json`` under the prefix.
@@ -43,24 +62,25 @@ TOMBSTONE_MAX_BYTES: Final = 64
 #: answer was lost can tell whether its write landed after a few more writes went over it.
 TOKEN_HISTORY: Final = 8
 #: How many times a query lists an event log again after finding the listing missed one.
-_RELISTS: Final = 20
+RELISTS: Final = 20
 #: Events fetched per round when a query filters on more than the id.
-_FETCH_CHUNK: Final = 64
+FETCH_CHUNK: Final = 64
 
-_UNKNOWN: Final = object()
+UNKNOWN: Final = object()
 
 
-def _token() -> str:
+def write_token() -> str:
     """A random token stored in every document, so no two writes have the same bytes."""
     return os.urandom(8).hex()
 
 
-def _time(text: str | None) -> dt.datetime | None:
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An ISO timestamp from a document, or ``None`` when absent."""
     return dt.datetime.fromisoformat(text) if text else None
 
 
 @dataclass(frozen=True, slots=True)
-class _Version:
+class SeenVersion:
     """What this process last saw of an object: its ETag, the version inside it, and the
     write tokens of that version and the ones before it (newest first)."""
 
@@ -69,7 +89,7 @@ class _Version:
     tokens: tuple[str, ...] = ()
 
 
-class _LRU:
+class LRU:
     """A small thread-safe bounded mapping; the entry written longest ago goes first."""
 
     def __init__(self, size: int) -> None:
@@ -103,8 +123,8 @@ class ObjectStoreBase(StateBackend):
     scheme: str
     storage: ObjectStorage
     _display_url: str
-    _versions: _LRU
-    _events: _LRU
+    _versions: LRU
+    _events: LRU
     _registry: dict[str, tuple[AssetRecord, float]]
     _cursor_docs: dict[str, tuple[str, dict[str, int]]]
     _heads: dict[str, int]
@@ -185,7 +205,7 @@ class ObjectStoreBase(StateBackend):
         )
 
     def _remember(self, key: str, etag: str, version: int, tokens: tuple[str, ...] = ()) -> None:
-        self._versions.put(key, _Version(etag, version, tokens))
+        self._versions.put(key, SeenVersion(etag, version, tokens))
 
     def _forget(self, key: str) -> None:
         self._versions.pop(key)
@@ -200,15 +220,15 @@ class ObjectStoreBase(StateBackend):
             group=doc.get("group", "asset"),
             extra=doc.get("extra") or {},
             active=bool(doc.get("active", True)),
-            created_at=_time(doc.get("created_at")),
-            updated_at=_time(doc.get("updated_at")),
+            created_at=parse_time(doc.get("created_at")),
+            updated_at=parse_time(doc.get("updated_at")),
             contract=AssetContract.from_dict(doc.get("contract")),
         )
 
     @staticmethod
     def _asset_doc(record: AssetRecord) -> bytes:
         doc = record.to_dict()
-        doc["w"] = _token()
+        doc["w"] = write_token()
         return canonical_json(doc).encode()
 
     def _read_asset(self, name: str) -> tuple[AssetRecord, str] | None:
@@ -270,25 +290,28 @@ class ObjectStoreBase(StateBackend):
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _tombstone(seq: int) -> bytes:
+def tombstone(seq: int) -> bytes:
+    """The document left in place of deleted event ``seq``, so its id stays taken."""
     data = canonical_json({"id": seq, "deleted": True}).encode()
     assert len(data) <= TOMBSTONE_MAX_BYTES
     return data
 
 
-def _replace(record: AssetRecord, **changes: Any) -> AssetRecord:
+def replace_record(record: AssetRecord, **changes: Any) -> AssetRecord:
+    """``record`` with ``changes`` applied (a new frozen record)."""
     from dataclasses import replace
 
     return replace(record, **changes)
 
 
-def _pause(attempt: int) -> None:
+def pause_after_lost_race(attempt: int) -> None:
     """Jittered backoff after losing a race (none after the first loss)."""
     if attempt > 1:
         LOST_RACE.sleep(attempt)
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size``."""
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)

@@ -9,7 +9,7 @@ from typing import Any
 
 from assetry.values import canonical_json
 
-from .base import _UNKNOWN, ObjectStoreBase, _pause, _token
+from .base import UNKNOWN, ObjectStoreBase, pause_after_lost_race, write_token
 from .keys import Layout
 from .storage import PreconditionFailed
 
@@ -44,23 +44,25 @@ class ObjectStoreCursors(ObjectStoreBase):
         key = Layout.cursor(consumer)
         with self._lock:
             known = self._cursor_docs.get(consumer)
-        state: Any = known if known is not None else _UNKNOWN
+        state: Any = known if known is not None else UNKNOWN
         attempt = 0
         while True:
             attempt += 1
-            if state is _UNKNOWN:
+            if state is UNKNOWN:
                 found = self._read_cursors(consumer)
                 state = (found[1], found[0]) if found else None
             merged = {**(state[1] if state else {}), **{k: int(v) for k, v in cursors.items()}}
-            data = canonical_json({"consumer": consumer, "cursors": merged, "w": _token()}).encode()
+            data = canonical_json(
+                {"consumer": consumer, "cursors": merged, "w": write_token()}
+            ).encode()
             try:
                 if state is None:
                     etag = self.storage.put(key, data, if_none_match=True)
                 else:
                     etag = self.storage.put(key, data, if_match=state[0])
             except PreconditionFailed:
-                state = _UNKNOWN
-                _pause(attempt)
+                state = UNKNOWN
+                pause_after_lost_race(attempt)
                 continue
             with self._lock:
                 self._cursor_docs[consumer] = (etag, merged)

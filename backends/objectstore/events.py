@@ -16,17 +16,17 @@ from assetry.models import AssetEvent
 from assetry.values import canonical_json
 
 from .base import (
-    _FETCH_CHUNK,
-    _RELISTS,
+    FETCH_CHUNK,
     HINT_INTERVAL,
+    RELISTS,
     TOMBSTONE_MAX_BYTES,
     ObjectStoreBase,
-    _chunks,
-    _pause,
-    _time,
-    _token,
-    _tombstone,
+    chunks,
     log,
+    parse_time,
+    pause_after_lost_race,
+    tombstone,
+    write_token,
 )
 from .keys import Layout, event_seq
 from .storage import PreconditionFailed
@@ -45,7 +45,7 @@ class ObjectStoreEvents(ObjectStoreBase):
             return None
         if doc.get("asset") != asset:
             raise self._mismatch(key, "asset", asset, doc.get("asset"))
-        timestamp = _time(doc["timestamp"])
+        timestamp = parse_time(doc["timestamp"])
         assert timestamp is not None
         return AssetEvent(
             id=int(doc["id"]),
@@ -71,7 +71,7 @@ class ObjectStoreEvents(ObjectStoreBase):
                 "source_task_id": event.source_task_id,
                 "source_run_id": event.source_run_id,
                 "aliases": list(event.aliases),
-                "w": _token(),
+                "w": write_token(),
             }
         )
         return f'{head[:-1]},"extra":{extra_json}}}'.encode()
@@ -124,7 +124,7 @@ class ObjectStoreEvents(ObjectStoreBase):
             except PreconditionFailed:
                 head = self._scan_head(asset, event.id)[0]
                 if attempt > 2:
-                    _pause(attempt - 2)
+                    pause_after_lost_race(attempt - 2)
                 continue
             self._set_head(asset, event.id)
             self._events.put((asset, event.id), event)
@@ -208,7 +208,7 @@ class ObjectStoreEvents(ObjectStoreBase):
         """
         asset = query.asset
         after = query.after if query.after is not None and query.after > 0 else 0
-        for listing in range(_RELISTS + 1):
+        for listing in range(RELISTS + 1):
             start = Layout.event(asset, after) if after else None
             missed = False
             for page in self.storage.list_pages(Layout.events_root(asset), start_after=start):
@@ -220,7 +220,7 @@ class ObjectStoreEvents(ObjectStoreBase):
                         return
                     if (
                         seq > after + 1
-                        and listing < _RELISTS
+                        and listing < RELISTS
                         and self._event_exists(asset, after + 1)
                     ):
                         missed = True
@@ -274,7 +274,7 @@ class ObjectStoreEvents(ObjectStoreBase):
         if query.descending:
             items = list(items)[::-1]
         out: list[AssetEvent] = []
-        for chunk in _chunks(items, query.limit if only_ids and query.limit else _FETCH_CHUNK):
+        for chunk in chunks(items, query.limit if only_ids and query.limit else FETCH_CHUNK):
             for event in self._load_events(query.asset, chunk):
                 if query.matches(event):
                     out.append(event)
@@ -370,7 +370,7 @@ class ObjectStoreEvents(ObjectStoreBase):
             ]
             if any(seq is not None and seq >= doomed[-1] for seq, _ in seqs):
                 break
-        self.storage.put_many([(key, _tombstone(seq)) for seq, key in live])
+        self.storage.put_many([(key, tombstone(seq)) for seq, key in live])
         for seq, _ in live:
             self._events.pop((asset, seq))
         return len(live)

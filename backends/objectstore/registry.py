@@ -11,7 +11,7 @@ from assetry.backend import AssetRecord, conflict_for_registration, utcnow
 from assetry.contracts import DEFAULT_CONTRACT, AssetContract
 from assetry.values import canonical_json
 
-from .base import ObjectStoreBase, _pause, _replace, _token
+from .base import ObjectStoreBase, pause_after_lost_race, replace_record, write_token
 from .keys import Layout
 from .storage import PreconditionFailed
 
@@ -63,7 +63,7 @@ class ObjectStoreRegistry(ObjectStoreBase):
                 else:
                     etag = self.storage.put(key, self._asset_doc(record), if_match=current[1])
             except PreconditionFailed:
-                _pause(attempt)
+                pause_after_lost_race(attempt)
                 continue  # registered or changed meanwhile: read again and decide
             owner = self._claim_owner(uri)
             if owner != name:
@@ -80,7 +80,7 @@ class ObjectStoreRegistry(ObjectStoreBase):
             return record
 
     def _claim_doc(self, name: str, uri: str) -> bytes:
-        return canonical_json({"uri": uri, "name": name, "w": _token()}).encode()
+        return canonical_json({"uri": uri, "name": name, "w": write_token()}).encode()
 
     def _claim_owner(self, uri: str) -> str | None:
         key = Layout.uri(uri)
@@ -119,7 +119,7 @@ class ObjectStoreRegistry(ObjectStoreBase):
                 self.storage.put(key, self._claim_doc(name, uri), if_match=blob.etag)
                 return
             except PreconditionFailed:
-                _pause(attempt)
+                pause_after_lost_race(attempt)
 
     def deactivate_asset(self, name: str) -> bool:
         key = Layout.asset(name)
@@ -129,11 +129,11 @@ class ObjectStoreRegistry(ObjectStoreBase):
             current = self._read_asset(name)
             if current is None or not current[0].active:
                 return False
-            record = _replace(current[0], active=False, updated_at=utcnow())
+            record = replace_record(current[0], active=False, updated_at=utcnow())
             try:
                 self.storage.put(key, self._asset_doc(record), if_match=current[1])
             except PreconditionFailed:
-                _pause(attempt)
+                pause_after_lost_race(attempt)
                 continue
             self._cache_record(record)
             return True

@@ -12,7 +12,15 @@ from assetry.backend import ANY_VERSION, StoreEntry, utcnow, version_conflict
 from assetry.errors import BackendUnavailableError, ConflictError
 from assetry.values import canonical_json
 
-from .base import _UNKNOWN, TOKEN_HISTORY, ObjectStoreBase, _pause, _time, _token, _Version
+from .base import (
+    TOKEN_HISTORY,
+    UNKNOWN,
+    ObjectStoreBase,
+    SeenVersion,
+    parse_time,
+    pause_after_lost_race,
+    write_token,
+)
 from .keys import Layout, decode_component
 from .storage import PreconditionFailed
 
@@ -33,7 +41,7 @@ class ObjectStoreStore(ObjectStoreBase):
             value_json=canonical_json(doc["value"]),
             version=int(doc["version"]),
             partition=doc.get("partition"),
-            updated_at=_time(doc.get("updated_at")),
+            updated_at=parse_time(doc.get("updated_at")),
         )
 
     @staticmethod
@@ -87,7 +95,7 @@ class ObjectStoreStore(ObjectStoreBase):
 
     def _read_entry(
         self, asset: str, key: str, partition: str | None, path: str
-    ) -> tuple[StoreEntry, _Version] | None:
+    ) -> tuple[StoreEntry, SeenVersion] | None:
         blob = self.storage.get(path)
         if blob is None:
             self._forget(path)
@@ -96,7 +104,7 @@ class ObjectStoreStore(ObjectStoreBase):
         entry = self._entry(path, doc, asset)
         if entry.key != key or entry.partition != partition:
             raise self._mismatch(path, "key", (partition, key), (entry.partition, entry.key))
-        seen = _Version(blob.etag, entry.version, self._tokens(doc))
+        seen = SeenVersion(blob.etag, entry.version, self._tokens(doc))
         self._versions.put(path, seen)
         return entry, seen
 
@@ -115,13 +123,13 @@ class ObjectStoreStore(ObjectStoreBase):
     ) -> int:
         self._check_writable(asset)
         path = Layout.store_entry(asset, key, partition)
-        state: Any = self._versions.get(path, _UNKNOWN)
+        state: Any = self._versions.get(path, UNKNOWN)
         deadline = time.monotonic() + 60.0
         attempt = 0
         while True:
             attempt += 1
             if expected_version is None:
-                tokens = (_token(),)
+                tokens = (write_token(),)
                 try:
                     etag = self.storage.put(
                         path,
@@ -141,7 +149,7 @@ class ObjectStoreStore(ObjectStoreBase):
                 self._remember(path, etag, 1, tokens)
                 return 1
             fresh = False
-            if state is _UNKNOWN:
+            if state is UNKNOWN:
                 found = self._read_entry(asset, key, partition, path)
                 state = found[1] if found else None
                 fresh = True
@@ -150,10 +158,10 @@ class ObjectStoreStore(ObjectStoreBase):
                 if actual != expected_version:
                     if fresh:
                         raise version_conflict(asset, key, expected_version, actual)
-                    state = _UNKNOWN  # what we remember disagrees: read before deciding
+                    state = UNKNOWN  # what we remember disagrees: read before deciding
                     continue
             version = 1 if state is None else state.version + 1
-            tokens = (_token(), *(state.tokens if state is not None else ()))[:TOKEN_HISTORY]
+            tokens = (write_token(), *(state.tokens if state is not None else ()))[:TOKEN_HISTORY]
             data = self._entry_doc(asset, key, partition, version, value_json, tokens)
             try:
                 if state is None:
@@ -167,13 +175,13 @@ class ObjectStoreStore(ObjectStoreBase):
                     self._forget(path)  # it landed, and others may have written since
                     return version
                 # someone else wrote: read again and decide
-                state = _UNKNOWN
+                state = UNKNOWN
                 if time.monotonic() > deadline:
                     raise ConflictError(
                         f"write of asset {asset!r} key {key!r} lost {attempt} races in 60s; "
                         "the key is too contended"
                     ) from None
-                _pause(attempt)
+                pause_after_lost_race(attempt)
                 continue
             self._remember(path, etag, version, tokens)
             return version
@@ -188,12 +196,12 @@ class ObjectStoreStore(ObjectStoreBase):
     ) -> bool:
         self._check_writable(asset)
         path = Layout.store_entry(asset, key, partition)
-        state: Any = self._versions.get(path, _UNKNOWN)
+        state: Any = self._versions.get(path, UNKNOWN)
         attempt = 0
         while True:
             attempt += 1
             fresh = False
-            if state is _UNKNOWN:
+            if state is UNKNOWN:
                 found = self._read_entry(asset, key, partition, path)
                 state = found[1] if found else None
                 fresh = True
@@ -202,15 +210,15 @@ class ObjectStoreStore(ObjectStoreBase):
                 if actual != expected_version:
                     if fresh:
                         raise version_conflict(asset, key, expected_version, actual)
-                    state = _UNKNOWN
+                    state = UNKNOWN
                     continue
             if state is None:
                 return False
             try:
                 self.storage.delete(path, if_match=state.etag)
             except PreconditionFailed:
-                state = _UNKNOWN
-                _pause(attempt)
+                state = UNKNOWN
+                pause_after_lost_race(attempt)
                 continue
             self._forget(path)
             return True

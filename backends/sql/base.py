@@ -25,7 +25,25 @@ from .engine import Database, Held
 from .schema import ASSET_LEVEL, VERSION_TABLE, digest
 from .statements import Sql, Statements, statements_for
 
-__all__ = ["SQLBase"]
+__all__ = [
+    "ALIAS_TARGETS",
+    "ASSETS",
+    "ASSET_LEVEL_HASH",
+    "CURSORS",
+    "EVENTS",
+    "EVENT_ALIASES",
+    "STORE",
+    "SQLBase",
+    "chunks",
+    "core_rowcount",
+    "fetchone",
+    "from_us",
+    "now_us",
+    "on_cursor",
+    "rowcount",
+    "slot",
+    "to_us",
+]
 
 ASSETS = schema.assets
 STORE = schema.store
@@ -36,35 +54,39 @@ CURSORS = schema.cursors
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
-_ASSET_LEVEL_HASH = digest(ASSET_LEVEL)
+ASSET_LEVEL_HASH = digest(ASSET_LEVEL)
 _CHUNK = 500  # names or ids per IN (...) list
 
 
-def _now_us() -> int:
+def now_us() -> int:
+    """Now, in integer microseconds since the Unix epoch (how timestamps are stored)."""
     return time.time_ns() // 1000
 
 
-def _to_us(moment: dt.datetime) -> int:
+def to_us(moment: dt.datetime) -> int:
+    """An aware datetime as stored: integer microseconds since the Unix epoch."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"an event timestamp must be timezone-aware, got {moment!r}")
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _from_us(micros: int) -> dt.datetime:
+def from_us(micros: int) -> dt.datetime:
+    """A stored timestamp as an aware UTC datetime."""
     return _EPOCH + dt.timedelta(microseconds=micros)
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
+    """``items`` in slices of at most ``size``, to keep ``IN (...)`` lists bounded."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _slot(partition: str | None) -> bytes:
+def slot(partition: str | None) -> bytes:
     """The indexed form of a store namespace: the digest of its partition key (or of ``''``
     for asset-level entries)."""
-    return digest(partition) if partition else _ASSET_LEVEL_HASH
+    return digest(partition) if partition else ASSET_LEVEL_HASH
 
 
-def _on_cursor(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
+def on_cursor(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
     """``work(cursor)`` as work for :meth:`Database.run`, on a cursor closed afterwards."""
 
     def run(held: Held) -> Any:
@@ -77,11 +99,13 @@ def _on_cursor(work: Callable[[Any], Any]) -> Callable[[Held], Any]:
     return run
 
 
-def _core_rowcount(statement: sa.Executable, held: Held) -> int:
+def core_rowcount(statement: sa.Executable, held: Held) -> int:
+    """Run a Core statement on ``held``; its row count."""
     return int(held.conn.execute(statement).rowcount)
 
 
-def _fetchone(sql: Sql, params: Mapping[str, Any], held: Held) -> Any:
+def fetchone(sql: Sql, params: Mapping[str, Any], held: Held) -> Any:
+    """Run a prepared statement on a raw cursor of ``held``; its first row (or ``None``)."""
     cursor = held.raw.cursor()
     try:
         cursor.execute(sql.text, sql.args(params))
@@ -90,7 +114,8 @@ def _fetchone(sql: Sql, params: Mapping[str, Any], held: Held) -> Any:
         cursor.close()
 
 
-def _rowcount(sql: Sql, params: Mapping[str, Any], held: Held) -> int:
+def rowcount(sql: Sql, params: Mapping[str, Any], held: Held) -> int:
+    """Run a prepared statement on a raw cursor of ``held``; its row count."""
     cursor = held.raw.cursor()
     try:
         cursor.execute(sql.text, sql.args(params))
@@ -224,7 +249,7 @@ class SQLBase(StateBackend):
         if cursor is not None:
             row = sql.asset_active.run(cursor, params).fetchone()
         else:
-            row = self._db.run(lambda held: _fetchone(sql.asset_active, params, held))
+            row = self._db.run(lambda held: fetchone(sql.asset_active, params, held))
         return None if row is None else bool(row[0])
 
     def _unwritable(self, asset: str, cursor: Any = None) -> Exception:
@@ -248,7 +273,7 @@ class SQLBase(StateBackend):
             group=row.asset_group,
             extra=json.loads(row.extra),
             active=bool(row.active),
-            created_at=_from_us(row.created_at_us),
-            updated_at=_from_us(row.updated_at_us),
+            created_at=from_us(row.created_at_us),
+            updated_at=from_us(row.updated_at_us),
             contract=AssetContract.from_json(row.contract),
         )

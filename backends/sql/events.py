@@ -25,10 +25,10 @@ from .base import (
     EVENT_ALIASES,
     EVENTS,
     SQLBase,
-    _chunks,
-    _from_us,
-    _now_us,
-    _to_us,
+    chunks,
+    from_us,
+    now_us,
+    to_us,
 )
 from .engine import Held
 from .schema import digest
@@ -82,8 +82,8 @@ class SQLEvents(SQLBase):
         """Insert ``new`` with ids taken from their assets (or already ``taken``)."""
         if taken is None:
             taken = self._take_ids(sql, cursor, self._counts(new))
-        now = _now_us()
-        now_moment = _from_us(now)
+        now = now_us()
+        now_moment = from_us(now)
         next_id = {name: first for name, (_, _, first) in taken.items()}
         rows: list[dict[str, Any]] = []
         alias_rows: list[dict[str, Any]] = []
@@ -96,8 +96,8 @@ class SQLEvents(SQLBase):
             if event.timestamp is None:
                 stamp, moment = now, now_moment
             else:
-                stamp = _to_us(event.timestamp)
-                moment = _from_us(stamp)
+                stamp = to_us(event.timestamp)
+                moment = from_us(stamp)
             rows.append(
                 {
                     "asset_id": asset_id,
@@ -167,7 +167,7 @@ class SQLEvents(SQLBase):
             id=int(row[0]),
             asset_name=name,
             asset_uri=row[7],
-            timestamp=_from_us(row[1]),
+            timestamp=from_us(row[1]),
             extra=json.loads(row[2]),
             partition_key=row[3],
             source_task_id=row[4],
@@ -201,9 +201,9 @@ class SQLEvents(SQLBase):
         if query.before is not None:
             statement = statement.where(e.c.id < query.before)
         if query.since is not None:
-            statement = statement.where(e.c.timestamp_us >= _to_us(query.since))
+            statement = statement.where(e.c.timestamp_us >= to_us(query.since))
         if query.until is not None:
-            statement = statement.where(e.c.timestamp_us < _to_us(query.until))
+            statement = statement.where(e.c.timestamp_us < to_us(query.until))
         if query.partition_key is not None:
             statement = statement.where(e.c.partition_key == query.partition_key)
         statement = statement.order_by(e.c.id.desc() if query.descending else e.c.id)
@@ -222,7 +222,7 @@ class SQLEvents(SQLBase):
             hashes = sorted({digest(name) for name in assets})
             rows = [
                 r
-                for chunk in _chunks(hashes)
+                for chunk in chunks(hashes)
                 for r in self._read(base.where(a.c.name_hash.in_(chunk)))
             ]
         latest: dict[str, AssetEvent] = {}
@@ -337,7 +337,7 @@ class SQLEvents(SQLBase):
                         {
                             "asset_id": asset_id,
                             "id": event.id,
-                            "timestamp_us": _to_us(event.timestamp),
+                            "timestamp_us": to_us(event.timestamp),
                             "extra": canonical_json(event.extra),
                             "partition_key": event.partition_key,
                             "source_task_id": event.source_task_id,
@@ -386,7 +386,7 @@ class SQLEvents(SQLBase):
             if asset_id is None:
                 return 0
             removed = 0
-            for chunk in _chunks(doomed):
+            for chunk in chunks(doomed):
                 removed += conn.execute(
                     sa.delete(EVENTS).where(EVENTS.c.asset_id == asset_id, EVENTS.c.id.in_(chunk))
                 ).rowcount

@@ -11,7 +11,7 @@ from assetry.contracts import AssetContract
 from assetry.errors import ConflictError
 from assetry.retry import Backoff, retry_call
 
-from .base import ASSETS, SQLBase, _from_us, _now_us
+from .base import ASSETS, SQLBase, from_us, now_us
 from .engine import Held
 from .schema import digest
 
@@ -51,7 +51,7 @@ class SQLRegistry(SQLBase):
             same_uri = next((r for r in rows if r.uri == uri and r.name != name), None)
             if same_uri is not None:
                 raise conflict_for_registration(name, uri, self._record(same_uri))
-            now = _now_us()
+            now = now_us()
             values: dict[str, Any] = {"active": True, "asset_group": group, "extra": extra_json}
             if contract_json is not None:
                 values["contract"] = None if contract_json == "{}" else contract_json
@@ -80,7 +80,7 @@ class SQLRegistry(SQLBase):
                 )
                 created = now
             return AssetRecord(
-                name, uri, group, extra, True, _from_us(created), _from_us(now), contract
+                name, uri, group, extra, True, from_us(created), from_us(now), contract
             )
 
         try:
@@ -100,7 +100,7 @@ class SQLRegistry(SQLBase):
         changed = self._write(
             sa.update(ASSETS)
             .where(ASSETS.c.name_hash == digest(name), ASSETS.c.active)
-            .values(active=False, updated_at_us=_now_us())
+            .values(active=False, updated_at_us=now_us())
         )
         return changed > 0
 

@@ -22,17 +22,17 @@ from assetry.backend import (
 )
 
 from .base import (
-    _ASSET_LEVEL_HASH,
+    ASSET_LEVEL_HASH,
     ASSETS,
     STORE,
     SQLBase,
-    _core_rowcount,
-    _fetchone,
-    _from_us,
-    _now_us,
-    _on_cursor,
-    _rowcount,
-    _slot,
+    core_rowcount,
+    fetchone,
+    from_us,
+    now_us,
+    on_cursor,
+    rowcount,
+    slot,
 )
 from .schema import ASSET_LEVEL, digest
 from .statements import Statements
@@ -49,24 +49,24 @@ class SQLStore(SQLBase):
         sql = self._sql or self._ready()
         params = {
             "name_hash": digest(asset),
-            "partition_hash": _slot(partition),
+            "partition_hash": slot(partition),
             "key": key,
         }
-        row = self._db.run(lambda held: _fetchone(sql.store_get, params, held))
+        row = self._db.run(lambda held: fetchone(sql.store_get, params, held))
         if row is None:
             return None
-        return StoreEntry(key, row[0], row[1], partition, _from_us(row[2]))
+        return StoreEntry(key, row[0], row[1], partition, from_us(row[2]))
 
     def _entry_params(
         self, asset: str, key: str, value_json: str, partition: str | None
     ) -> dict[str, Any]:
         return {
             "name_hash": digest(asset),
-            "partition_hash": _slot(partition),
+            "partition_hash": slot(partition),
             "partition_key": partition or ASSET_LEVEL,
             "key": key,
             "value": value_json,
-            "now": _now_us(),
+            "now": now_us(),
         }
 
     def _upsert(self, sql: Statements, cursor: Any, params: Mapping[str, Any]) -> int | None:
@@ -102,10 +102,10 @@ class SQLStore(SQLBase):
         sql = self._ready()
         params = {
             "name_hash": digest(asset),
-            "partition_hash": _slot(partition),
+            "partition_hash": slot(partition),
             "key": key,
         }
-        row = self._db.run(lambda held: _fetchone(sql.store_why, params, held))
+        row = self._db.run(lambda held: fetchone(sql.store_why, params, held))
         if row is None:
             return None, None
         return bool(row[0]), None if row[1] is None else int(row[1])
@@ -133,19 +133,17 @@ class SQLStore(SQLBase):
         params = self._entry_params(asset, key, value_json, partition)
         if expected_version is ANY_VERSION:
             version = self._db.run(
-                _on_cursor(lambda c: self._upsert(sql, c, params)), repeatable=False
+                on_cursor(lambda c: self._upsert(sql, c, params)), repeatable=False
             )
             if version is None:
                 raise self._unwritable(asset)
             return version
         if expected_version is None:
-            if self._db.run(_on_cursor(lambda c: self._create(sql, c, params)), repeatable=False):
+            if self._db.run(on_cursor(lambda c: self._create(sql, c, params)), repeatable=False):
                 return 1
             raise self._lost_race(asset, key, partition, None)
         params["expected"] = expected_version
-        if self._db.run(
-            lambda held: _rowcount(sql.store_update_if, params, held), repeatable=False
-        ):
+        if self._db.run(lambda held: rowcount(sql.store_update_if, params, held), repeatable=False):
             return int(expected_version) + 1
         raise self._lost_race(asset, key, partition, expected_version)
 
@@ -160,12 +158,12 @@ class SQLStore(SQLBase):
         sql = self._sql or self._ready()
         params: dict[str, Any] = {
             "name_hash": digest(asset),
-            "partition_hash": _slot(partition),
+            "partition_hash": slot(partition),
             "key": key,
         }
         if expected_version is ANY_VERSION:
             if self._db.run(
-                lambda held: _rowcount(sql.store_delete, params, held), repeatable=False
+                lambda held: rowcount(sql.store_delete, params, held), repeatable=False
             ):
                 return True
             self._require_writable(asset)
@@ -180,9 +178,7 @@ class SQLStore(SQLBase):
                 raise version_conflict(asset, key, None, version)
             return False
         params["expected"] = expected_version
-        if self._db.run(
-            lambda held: _rowcount(sql.store_delete_if, params, held), repeatable=False
-        ):
+        if self._db.run(lambda held: rowcount(sql.store_delete_if, params, held), repeatable=False):
             return True
         raise self._lost_race(asset, key, partition, expected_version)
 
@@ -190,7 +186,7 @@ class SQLStore(SQLBase):
         return sa.and_(
             STORE.c.asset_id
             == sa.select(ASSETS.c.id).where(ASSETS.c.name_hash == digest(asset)).scalar_subquery(),
-            STORE.c.partition_hash == _slot(partition),
+            STORE.c.partition_hash == slot(partition),
         )
 
     def store_clear(
@@ -203,7 +199,7 @@ class SQLStore(SQLBase):
         )
         doomed = sa.delete(STORE).where(STORE.c.asset_id == active_id)
         if not all_partitions:
-            doomed = doomed.where(STORE.c.partition_hash == _slot(partition))
+            doomed = doomed.where(STORE.c.partition_hash == slot(partition))
         removed = self._write(doomed)
         if removed == 0:
             self._require_writable(asset)
@@ -216,7 +212,7 @@ class SQLStore(SQLBase):
             )
         )
         return [
-            StoreEntry(r.key, r.value, int(r.version), partition, _from_us(r.updated_at_us))
+            StoreEntry(r.key, r.value, int(r.version), partition, from_us(r.updated_at_us))
             for r in sorted(rows, key=lambda r: r.key)
         ]
 
@@ -230,7 +226,7 @@ class SQLStore(SQLBase):
         )
         rows = self._read(
             sa.select(STORE.c.partition_key)
-            .where(STORE.c.asset_id == asset_id, STORE.c.partition_hash != _ASSET_LEVEL_HASH)
+            .where(STORE.c.asset_id == asset_id, STORE.c.partition_hash != ASSET_LEVEL_HASH)
             .distinct()
         )
         return sorted(r.partition_key for r in rows)
@@ -245,7 +241,7 @@ class SQLStore(SQLBase):
         for asset_id in inactive:
             batch = self._sweep_batch(asset_id, batch_size)
             while True:  # each batch commits on its own: no long transaction, no big lock
-                count = self._db.run(functools.partial(_core_rowcount, batch))
+                count = self._db.run(functools.partial(core_rowcount, batch))
                 removed += count
                 if count < batch_size:
                     break

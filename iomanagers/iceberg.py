@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 from assetry import (
     AssetNotFoundError,
     AssetValueError,
+    BackendUnavailableError,
     ConfigurationError,
     IOManager,
     PluginError,
     TableVersionError,
 )
 from assetry.config import resolve_connection, storage_options_for
-from assetry.urls import parse_asset_uri, render_url
+from assetry.urls import parse_asset_uri, render_url, scrub_text, secrets_of
 
 from ._lakehouse import TableFormatHandle, check_partition, iceberg_properties, prepare_partition
 
@@ -137,7 +138,20 @@ class IcebergIOManager(IOManager):
         key = (loc.scheme, loc.warehouse_uri, conn.conn_id if conn else "")
         with self._lock:
             if key not in self._catalogs:
-                self._catalogs[key] = self._make_catalog(loc, conn)
+                try:
+                    self._catalogs[key] = self._make_catalog(loc, conn)
+                except (ConfigurationError, PluginError):
+                    raise
+                except Exception as exc:  # a driver's or REST client's own error
+                    where = (
+                        f"connection {conn.conn_id!r} ({render_url(conn.uri or '')})"
+                        if conn is not None
+                        else f"{loc.warehouse}/{CATALOG_FILE}"
+                    )
+                    known = secrets_of(conn.options) | {conn.password} if conn else set()
+                    raise BackendUnavailableError(
+                        f"the Iceberg catalog of {where} cannot be opened: {scrub_text(exc, known)}"
+                    ) from None
             return self._catalogs[key]
 
     def _make_catalog(self, loc: IcebergLocation, conn: Any) -> Any:

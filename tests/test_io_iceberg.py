@@ -292,3 +292,19 @@ def test_two_processes_appending_to_a_local_warehouse_lose_no_commit(tmp_path: P
 def test_two_processes_appending_on_s3_lose_no_commit(s3_process_server, s3_catalog_environ):
     bucket = s3_process_server.make_bucket()
     _race(f"iceberg+s3://{bucket}/wh/ns/shared", s3_catalog_environ, 6)
+
+
+def test_an_unreachable_catalog_is_backend_unavailable_without_the_password() -> None:
+    from assetry import BackendUnavailableError
+
+    secret = "S3cret-c4t/#?"
+    environ = {
+        "ASSETRY_CONN_ICEBERG_DEFAULT": json.dumps(
+            {"uri": "postgresql+psycopg://etl@127.0.0.1:1/lake", "password": secret}
+        )
+    }
+    with pytest.raises(BackendUnavailableError) as info:
+        _dispatcher(**environ).open(Asset(uri="iceberg+s3://bucket/wh/ns/t"))
+    text = f"{info.value} {info.value!r}"
+    assert "iceberg_default" in text and "127.0.0.1" in text
+    assert secret not in text and "S3cret" not in text

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backend import AssetRecord, Capabilities, StateBackend, StoreEntry
 from .config import Connection, Settings, load_settings
+from .contracts import AssetContract, Freshness
 from .errors import (
     AssetInactiveError,
     AssetNotFoundError,
@@ -20,6 +21,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     PluginError,
+    SchemaMismatchError,
     SchemaVersionError,
     StoreValueError,
     TableVersionError,
@@ -86,6 +88,7 @@ __all__ = [
     "AssetAlias",
     "AssetAll",
     "AssetAny",
+    "AssetContract",
     "AssetEvent",
     "AssetHandle",
     "AssetInactiveError",
@@ -105,6 +108,7 @@ __all__ = [
     "ConflictError",
     "Connection",
     "DatabaseClient",
+    "Freshness",
     "IOManager",
     "Instance",
     "Metadata",
@@ -114,6 +118,7 @@ __all__ = [
     "PluginError",
     "RowCount",
     "Schema",
+    "SchemaMismatchError",
     "SchemaVersionError",
     "Settings",
     "StateBackend",

@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 Severity = Literal["critical", "warning"]
+#: ``stored(columns, keys)``: the stored rows' values in ``columns`` that are among ``keys``
+#: (distinct), as the IO manager's handle answers it for ``Unique(..., against="table")``.
+StoredKeys = Callable[[list[str], "pa.Table"], "pa.Table"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning")
 
 #: How many offending row indices a failure reports.
@@ -255,15 +258,57 @@ class NotNull(Check):
 
 class Unique(Check):
     """No two rows share the same values in these columns (rows with a null in them are
-    ignored, as SQL's UNIQUE does)."""
+    ignored, as SQL's UNIQUE does).
+
+    ``against="batch"`` (the default) looks at the data being written; ``against="table"``
+    also at the rows already stored (the engine's own query on a table, a key scan of a
+    dataset's files), leaving out what an overwrite replaces.
+    """
 
     def __init__(
-        self, *columns: str, name: str | None = None, severity: Severity = "critical"
+        self,
+        *columns: str,
+        name: str | None = None,
+        severity: Severity = "critical",
+        against: Literal["batch", "table"] = "batch",
     ) -> None:
         if not columns:
             raise TypeError("Unique() needs at least one column name")
+        if against not in ("batch", "table"):
+            raise ValueError(f"Unique(against=...) takes 'batch' or 'table', not {against!r}")
         self.columns = _columns(columns, "Unique()")
-        super().__init__(None, name=name or f"unique({', '.join(self.columns)})", severity=severity)
+        self.against = against
+        default = (
+            f"unique({', '.join(self.columns)}{', against table' if against == 'table' else ''})"
+        )
+        super().__init__(None, name=name or default, severity=severity)
+
+    def evaluate_stored(self, table: pa.Table, stored: StoredKeys) -> CheckFailure | None:
+        """The batch's rows whose values are already stored (``stored(columns, keys)``
+        answers the stored rows' values among ``keys``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        cols = list(self.columns)
+        if _missing(table, self.columns) or table.num_rows == 0:
+            return None
+        keys = table.select(cols).drop_null().group_by(cols, use_threads=False).aggregate([])
+        if keys.num_rows == 0:
+            return None
+        found = stored(cols, keys)
+        if found.num_rows == 0:
+            return None
+        index = "__assetry_row__"
+        keyed = table.select(cols).append_column(index, pa.array(range(table.num_rows), pa.int64()))
+        found = found.select(cols).cast(keyed.select(cols).schema)
+        offending = keyed.join(found, keys=cols, join_type="left semi").column(index)
+        ordered = offending.take(pc.sort_indices(offending)[:SAMPLE_ROWS])
+        return CheckFailure(
+            f"{found.num_rows} value(s) already stored, in {len(offending)} row(s) of the data",
+            columns=self.columns,
+            rows=_sample(ordered),
+            count=len(offending),
+        )
 
     def evaluate(self, table: pa.Table) -> CheckFailure | None:
         import pyarrow as pa
@@ -338,8 +383,9 @@ def _as_check(obj: Any, asset: Asset) -> Check:
     )
 
 
-def run_checks(asset: Asset, table: pa.Table) -> tuple[str, ...]:
-    """Run ``asset``'s checks on ``table``; return the warnings' messages.
+def run_checks(asset: Asset, table: pa.Table, stored: StoredKeys | None = None) -> tuple[str, ...]:
+    """Run ``asset``'s checks on ``table``; return the warnings' messages. ``stored``
+    answers which key values are already stored, for ``Unique(..., against="table")``.
 
     Every check runs; if any critical one fails, :class:`ValidationError` is raised naming
     it (``.check``) with its offending columns and sample rows (``.details``), and the
@@ -350,6 +396,8 @@ def run_checks(asset: Asset, table: pa.Table) -> tuple[str, ...]:
         check = _as_check(obj, asset)
         try:
             failure = check.evaluate(table)
+            if failure is None and stored is not None and getattr(check, "against", "") == "table":
+                failure = check.evaluate_stored(table, stored)  # type: ignore[attr-defined]
         except Exception as exc:  # a broken check fails, it does not pass silently
             failed.append(_Outcome(check, CheckFailure(f"the check raised {exc!r}"), exc))
             continue

@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "PluginError",
+    "SchemaMismatchError",
     "SchemaVersionError",
     "StateNotFoundError",
     "StoreValueError",
@@ -76,6 +77,23 @@ class ValidationError(AssetryError, ValueError):
         super().__init__(message)
         self.check = check
         self.details = details
+
+
+class SchemaMismatchError(ValidationError):
+    """A write's columns or types do not fit the stored table or dataset (a new column
+    under ``schema_evolution="fail"``, a value that cannot be stored losslessly, a type the
+    engine refused); ``column`` names the column where known. Nothing was written."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        column: str | None = None,
+        check: str | None = "schema",
+        details: object = None,
+    ):
+        super().__init__(message, check=check, details=details)
+        self.column = column
 
 
 class TableVersionError(AssetryError, ValueError):

@@ -37,6 +37,7 @@ __all__ = [
     "IOManager",
     "IOManagerDispatcher",
     "WriteResult",
+    "semi_join_keys",
     "table_version_of",
     "to_arrow",
 ]
@@ -118,6 +119,16 @@ def to_arrow(data: Any) -> pa.Table | pa.RecordBatchReader:
 WriteListener = Callable[[Asset, WriteResult], None]
 
 
+def semi_join_keys(stored: pa.Table, keys: pa.Table, columns: list[str]) -> pa.Table:
+    """The distinct rows of ``stored`` (its ``columns``) whose values are among ``keys``."""
+    if stored.num_rows == 0:
+        return keys.slice(0, 0)
+    stored = stored.select(columns).drop_null()
+    keys = keys.select(columns).cast(stored.schema)
+    found = stored.join(keys, keys=columns, join_type="left semi")
+    return found.group_by(columns, use_threads=False).aggregate([])
+
+
 class AssetHandle(abc.ABC):
     """A handle on one asset (and partition) opened by an IO manager.
 
@@ -153,7 +164,9 @@ class AssetHandle(abc.ABC):
 
             if isinstance(table, pa.RecordBatchReader):
                 table = table.read_all()
-            warnings = run_checks(self.asset, table)
+            warnings = run_checks(
+                self.asset, table, lambda cols, keys: self._stored_keys(cols, keys, mode)
+            )
         self._committed_version = None
         rows, nbytes = self._write(table, mode)
         result = WriteResult(
@@ -168,6 +181,14 @@ class AssetHandle(abc.ABC):
         for listener in self._listeners:
             listener(self.asset, result)
         return result
+
+    def _stored_keys(self, columns: list[str], keys: pa.Table, mode: str) -> pa.Table:
+        """The stored rows' values in ``columns`` that are among ``keys`` (distinct), for
+        ``Unique(..., against="table")``; what an overwrite replaces is left out. This
+        default scans what :meth:`to_pyarrow` reads; IO managers ask their engine instead."""
+        if mode == "overwrite" or not self.exists():
+            return keys.slice(0, 0)
+        return semi_join_keys(self.to_pyarrow().select(columns), keys, columns)
 
     @abc.abstractmethod
     def _write(self, data: pa.Table | pa.RecordBatchReader, mode: str) -> tuple[int, int | None]:

@@ -45,6 +45,7 @@ from assetry.uri import uri_scheme
 from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
 
+from .table_schema import conform_columns, data_error, is_data_error
 from .table_writes import ENGINE_WRITERS, write_generic
 
 if TYPE_CHECKING:
@@ -448,6 +449,27 @@ class TableHandle(AssetHandle):
                 return True
             return bool(expr.limit(1).count().execute())
 
+    def _stored_keys(self, columns: list[str], keys: pa.Table, mode: str) -> pa.Table:
+        """The engine's own query: the table's distinct values in ``columns`` among ``keys``
+        (a semi join with the keys as an in-memory table), the partition an overwrite
+        replaces left out."""
+        import ibis
+
+        if mode == "overwrite" and self.partition is None:
+            return keys.slice(0, 0)
+        with self._backend.lock:
+            try:
+                table = self._table()
+            except AssetNotFoundError:
+                return keys.slice(0, 0)
+            if mode == "overwrite":
+                assert self.partition_column is not None
+                column = table[self.partition_column]
+                table = table.filter(column != ibis.literal(self.partition).cast(column.type()))
+            stored = table.select(*columns)
+            found = stored.semi_join(ibis.memtable(keys), columns).distinct()
+            return found.to_pyarrow()
+
     # -- writing -----------------------------------------------------------------------------
 
     def _prepare(self, data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
@@ -474,24 +496,38 @@ class TableHandle(AssetHandle):
             )
         return table
 
-    def _columns(self) -> list[str] | None:
-        """The table's columns, or None if it does not exist."""
+    def _stored_schema(self) -> pa.Schema | None:
+        """The table's columns and types as Arrow sees them, or None if it does not exist."""
         from ibis.common.exceptions import TableNotFound
 
         if self._not_in_catalog():
             return None
         try:
-            return list(
-                self.con.get_schema(self.location.table, database=self.location.schema).names
-            )
+            schema = self.con.get_schema(self.location.table, database=self.location.schema)
         except TableNotFound:
             return None
+        return schema.to_pyarrow()
 
-    def _ensure_table(self, schema: pa.Schema) -> list[str]:
-        """Create the table from the Arrow schema on first write; return its columns."""
-        columns = self._columns()
-        if columns is not None:
-            return columns
+    def _add_columns(self, fields: list[pa.Field]) -> None:
+        """ALTER TABLE ... ADD COLUMN, nullable, for each new field (schema evolution)."""
+        import ibis
+        import pyarrow as pa
+
+        schema = pa.schema(fields)
+        if self.location.backend == "sqlite":
+            schema = _sqlite_schema(schema)
+        defs = ibis.Schema.from_pyarrow(schema).to_sqlglot_column_defs(self.dialect)
+        with self._cursor() as cur:
+            for col in defs:
+                cur.execute(f"ALTER TABLE {self.qualified_name} ADD COLUMN {col.sql(self.dialect)}")
+        self._commit_ddl()
+
+    def _ensure_table(self, schema: pa.Schema) -> pa.Schema | None:
+        """Create the table from the Arrow schema on first write; return the stored schema
+        of a table that existed (None when it was just created from ``schema``)."""
+        stored = self._stored_schema()
+        if stored is not None:
+            return stored
         import ibis
         import sqlglot as sg
         import sqlglot.expressions as sge
@@ -512,7 +548,7 @@ class TableHandle(AssetHandle):
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._ident(self.location.schema)}")
             cur.execute(create.sql(self.dialect))
         self._commit_ddl()
-        return list(schema.names)
+        return None
 
     def _commit_ddl(self) -> None:
         raw = self.con.con
@@ -553,17 +589,26 @@ class TableHandle(AssetHandle):
                     f"asset {self.asset.name!r}: column {name!r} cannot be stored in "
                     f"{self.location.describe()}: {problem}; rename it"
                 )
+        where = f"the table {self.location.describe()}"
         with self._backend.lock:
-            columns = self._ensure_table(data.schema)
-            extra = [c for c in data.schema.names if c not in columns]
-            if extra:
-                raise ValidationError(
-                    f"asset {self.asset.name!r}: the table {self.location.describe()} has no "
-                    f"column(s) {', '.join(extra)} (it has {', '.join(columns)}); overwrite "
-                    "cannot change a table's columns, drop the table to start over"
+            stored = self._ensure_table(data.schema)
+            if stored is not None:
+                data, new = conform_columns(
+                    data,
+                    stored,
+                    what=f"asset {self.asset.name!r}",
+                    where=where,
+                    add_columns=self.asset.schema_evolution == "add_columns",
                 )
+                if new:
+                    self._add_columns(new)
             writer = ENGINE_WRITERS.get(self.location.backend, write_generic)
-            return writer(self, data, mode == "overwrite")
+            try:
+                return writer(self, data, mode == "overwrite")
+            except Exception as exc:
+                if is_data_error(exc):
+                    raise data_error(self.asset.name, where, exc) from exc
+                raise
 
 
 # -- data conversion -------------------------------------------------------------------------

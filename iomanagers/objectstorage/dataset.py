@@ -18,7 +18,7 @@ from assetry import AssetValueError, StoreValueError, localfs
 from assetry.retry import Backoff
 from assetry.values import validate_partition_key
 
-from .formats import conform, writer_for
+from .formats import conform, evolve, writer_for
 from .handle import ObjectStorageHandle
 from .location import forget_listings
 from .publish import (
@@ -136,15 +136,38 @@ class DatasetHandle(ObjectStorageHandle):
         return ds.HivePartitioning.discover(infer_dictionary=False)
 
     def _dataset(self, files: list[str]) -> Any:
+        import pyarrow as pa
         import pyarrow.dataset as ds
 
+        schema = None
+        if self._evolves:
+            # columns added over time: every part file's columns, nulls where a file lacks one
+            schema = self._unified_schema(files)
+            prefix = f"/{self.partition_column}="
+            hive = any(prefix in f[len(self.location.path) :] for f in files)
+            if hive and self.partition_column not in schema.names:
+                schema = schema.append(pa.field(self.partition_column, pa.string()))
         return ds.dataset(
             files,
+            schema=schema,
             format="parquet",
             filesystem=self.location.arrow_filesystem(),
             partitioning=self._partitioning(files),
             partition_base_dir=self.location.path,
         )
+
+    @property
+    def _evolves(self) -> bool:
+        """Whether the asset lets writes add columns (``schema_evolution="add_columns"``)."""
+        return self.asset.schema_evolution == "add_columns"
+
+    def _unified_schema(self, files: list[str]) -> pa.Schema:
+        """The union of the part files' columns (a key scan of every file's footer)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs = self.location.arrow_filesystem()
+        return pa.unify_schemas([pq.read_schema(f, filesystem=fs) for f in files])
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -168,6 +191,22 @@ class DatasetHandle(ObjectStorageHandle):
                     raise
                 _REREAD_BACKOFF.sleep(attempt + 1)
         raise AssertionError("unreachable")
+
+    def _stored_keys(self, columns: list[str], keys: pa.Table, mode: str) -> pa.Table:
+        """A key scan: the ``columns`` of the dataset's part files (the partition an
+        overwrite replaces left out), semi-joined with ``keys``."""
+        from assetry.iomanager import semi_join_keys
+
+        if mode == "overwrite" and self.partition is None:
+            return keys.slice(0, 0)
+        files = DatasetHandle(self.manager, self.asset, None, self.location)._files()
+        if mode == "overwrite":
+            replaced = set(self._files())
+            files = [f for f in files if f not in replaced]
+        if not files:
+            return keys.slice(0, 0)
+        stored = self._dataset(files).to_table(columns=columns)
+        return semi_join_keys(stored, keys, columns)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -234,7 +273,10 @@ class DatasetHandle(ObjectStorageHandle):
         if not files:
             return None
         fs = self.location.arrow_filesystem()
-        schema = pq.read_schema(files[0], filesystem=fs)
+        if self._evolves:
+            schema = self._unified_schema(files)
+        else:
+            schema = pq.read_schema(files[0], filesystem=fs)
         if exclude_partition and self.partition_column in schema.names:
             schema = schema.remove(schema.get_field_index(self.partition_column))
         return schema
@@ -250,7 +292,8 @@ class DatasetHandle(ObjectStorageHandle):
             schema = self._existing_schema()
             if schema is not None:
                 what = f"asset {self.asset.name!r}"
-                pieces = [(p, conform(piece, schema, what)) for p, piece in pieces]
+                fit = evolve if self._evolves else conform
+                pieces = [(p, fit(piece, schema, what)) for p, piece in pieces]
             with locked(loc, loc.path, exclusive=False):
                 if loc.kind == "local":
                     return self._insert_local(pieces)

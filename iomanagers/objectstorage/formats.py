@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from assetry.errors import SchemaMismatchError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -140,9 +142,10 @@ def conform(new: pa.Table | pa.RecordBatchReader, schema: pa.Schema, what: str) 
             parts.append(f"missing column(s) {', '.join(missing)}")
         if extra:
             parts.append(f"new column(s) {', '.join(extra)}")
-        raise ValueError(
+        raise SchemaMismatchError(
             f"{what}: the data does not match the existing columns ({'; '.join(parts)}); "
-            "overwrite() to change the columns"
+            'overwrite() to change the columns, or declare schema_evolution="add_columns"',
+            column=(extra or missing)[0],
         )
     if new.schema.equals(schema):
         return new
@@ -155,7 +158,25 @@ def conform(new: pa.Table | pa.RecordBatchReader, schema: pa.Schema, what: str) 
             schema, (batch.select(names).cast(schema) for batch in new)
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(
+        raise SchemaMismatchError(
             f"{what}: the data's types do not match the existing ones ({exc}); "
             "overwrite() to change the types"
         ) from None
+
+
+def evolve(new: pa.Table | pa.RecordBatchReader, schema: pa.Schema, what: str) -> Any:
+    """``new`` fitted to a dataset whose columns may grow (``schema_evolution="add_columns"``):
+    stored columns cast losslessly (else :class:`SchemaMismatchError` naming the column),
+    columns it lacks filled with nulls, new columns kept (readers see nulls in older files)."""
+    import pyarrow as pa
+
+    from ..table_schema import conform_columns
+
+    table = new.read_all() if isinstance(new, pa.RecordBatchReader) else new
+    table, _added = conform_columns(table, schema, what=what, where="the dataset", add_columns=True)
+    for field in schema:
+        if field.name not in table.schema.names:
+            table = table.append_column(
+                field.with_nullable(True), pa.nulls(table.num_rows, field.type)
+            )
+    return table

@@ -159,6 +159,8 @@ class TestAssetScopes:
             '"2026-04-24"',
             json.dumps({"files": ["a.csv", "b.csv"], "rows": 10, "done": True}),
             json.dumps([1, 2.5, "x", None]),
+            json.dumps({"z": 1, "a": {"y": [], "b": "é"}}),  # key order and escapes kept
+            json.dumps(1e20),
             '{"compact":1}',  # JSON spelt otherwise than json.dumps spells it
             "null",
             "NaN",

@@ -41,9 +41,10 @@ def main(
 
 
 def _register_commands() -> None:
-    from . import cli_ops, cli_serve, cli_state, demo
+    from . import cli_events, cli_ops, cli_serve, cli_state, demo
 
     cli_state.register(main)
+    cli_events.register(main)
     cli_ops.register(main)
     cli_serve.register(main)
     demo.register(main)

@@ -42,6 +42,7 @@ __all__ = [
     "parse_when",
     "partition_arg",
     "print_table",
+    "read_json_argument",
     "record_of",
     "state",
     "stdin_is_terminal",
@@ -349,3 +350,25 @@ def parse_age(text: str, param_hint: str) -> dt.timedelta:
     refused as ambiguous (minutes or months)."""
     with bad_input(param_hint):
         return parse_duration(text)
+
+
+def read_json_argument(value: str, param_hint: str, *, object_only: bool = False) -> Any:
+    """JSON text given on the command line (``-``: standard input), else a usage error."""
+    if value == "-":
+        value = click.get_text_stream("stdin").read().strip()
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"{value[:60]!r} is not JSON ({exc.msg}); quote strings as JSON "
+            """('"2024-06-01"')""" + (" or pass --string" if param_hint == "VALUE" else ""),
+            param_hint=param_hint,
+        ) from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, a huge integer
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise click.BadParameter(f"not usable JSON: {reason}", param_hint=param_hint) from None
+    if object_only and not isinstance(decoded, dict):
+        raise click.BadParameter(
+            'must be a JSON object such as {"rows": 25}', param_hint=param_hint
+        )
+    return decoded

@@ -24,6 +24,7 @@ from .cli_common import (
     parse_when,
     partition_arg,
     print_table,
+    read_json_argument,
     record_of,
     state,
     yes_option,
@@ -143,8 +144,6 @@ def events_list(
 def events_record(asset: str, extra: str | None, partition: str | None) -> None:
     """Record an event of ASSET (say that it was updated), as a task does: consumers and
     watchers scheduled on it see it."""
-    from .cli_state import read_json_argument
-
     inst = state().instance()
     record = record_of(inst.backend, asset)
     metadata = read_json_argument(extra, "--extra", object_only=True) if extra else None

@@ -3,7 +3,6 @@ the event log of the configured backend."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ from .cli_common import (
     json_option,
     partition_arg,
     print_table,
+    read_json_argument,
     record_of,
     state,
     when,
@@ -29,17 +29,14 @@ from .instance import Instance
 from .models import Asset
 from .values import encode_value, validate_key
 
-__all__ = ["read_json_argument", "register"]
+__all__ = ["register"]
 
 
 def register(main: click.Group) -> None:
-    """Add the state commands to the ``assetry`` group (events, gc and vacuum live in
+    """Add ``assets`` and ``store`` to the ``assetry`` group (events, gc and vacuum live in
     :mod:`.cli_events`)."""
-    from . import cli_events
-
     main.add_command(assets)
     main.add_command(store)
-    cli_events.register(main)
 
 
 # -- assets ------------------------------------------------------------------------------------
@@ -325,28 +322,6 @@ def store_get(asset: str, key: str, partition: str | None) -> None:
         emit_json(_entry_dict(record.name, entry))
     else:
         click.echo(entry.value_json)
-
-
-def read_json_argument(value: str, param_hint: str, *, object_only: bool = False) -> Any:
-    """JSON text given on the command line (``-``: standard input), else a usage error."""
-    if value == "-":
-        value = click.get_text_stream("stdin").read().strip()
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{value[:60]!r} is not JSON ({exc.msg}); quote strings as JSON "
-            """('"2024-06-01"')""" + (" or pass --string" if param_hint == "VALUE" else ""),
-            param_hint=param_hint,
-        ) from None
-    except (RecursionError, ValueError) as exc:  # nested too deeply, a huge integer
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise click.BadParameter(f"not usable JSON: {reason}", param_hint=param_hint) from None
-    if object_only and not isinstance(decoded, dict):
-        raise click.BadParameter(
-            'must be a JSON object such as {"rows": 25}', param_hint=param_hint
-        )
-    return decoded
 
 
 def _read_value(value: str, as_string: bool) -> Any:

@@ -188,17 +188,17 @@ def check_interrupted_copy_resumes(
         # assets go in name order: customers' 2 events take one batch, then orders' 14
         # go in batches of 4, and the outage strikes after orders' second batch
         fail_after(patch, dst_cls, method, calls=3)
-        first = run("copy", src_url, dst, "--batch-size", "4", *extra_args)
+        first = run("copy", "--yes", src_url, dst, "--batch-size", "4", *extra_args)
     assert first.exit_code == 1
     assert first.output.strip().splitlines()[-1] == (
         "Error: the destination went away (simulated outage)"
     )
-    second = run_json("copy", src_url, dst, "--batch-size", "4", *extra_args)
+    second = run_json("copy", "--yes", src_url, dst, "--batch-size", "4", *extra_args)
     assert second["ok"] and second["ids_renumbered"] is (not ids_kept)
     orders = next(a for a in second["assets"] if a["asset"] == "orders")
     assert orders["events_copied"] == 14 - 8  # two batches of four made it the first time
     assert orders["source_events"] == orders["events_found"] == 14
-    third = run_json("copy", src_url, dst, "--batch-size", "4", *extra_args)
+    third = run_json("copy", "--yes", src_url, dst, "--batch-size", "4", *extra_args)
     assert third["changed"] == 0 and third["ok"]
     with Instance.from_url(src_url) as source, _open(dst, extra_args) as target:
         assert_copied(source.backend, target.backend, ids_kept=ids_kept)
@@ -234,7 +234,7 @@ def test_copy_carries_assets_store_events_and_cursors() -> None:
     src, dst = memory_url(), memory_url()
     with Instance.from_url(src) as inst:
         populate(inst)
-    report = run_json("copy", src, dst)
+    report = run_json("copy", "--yes", src, dst)
     assert report["ok"] and not report["ids_renumbered"]
     assert {a["asset"]: a["events_copied"] for a in report["assets"]} == {
         "customers": 2,
@@ -252,11 +252,11 @@ def test_copy_run_twice_changes_nothing() -> None:
     src, dst = memory_url(), memory_url()
     with Instance.from_url(src) as inst:
         populate(inst)
-    run_ok("copy", src, dst)
+    run_ok("copy", "--yes", src, dst)
     with Instance.from_url(dst) as inst:
         before = snapshot(inst.backend)
         records = inst.assets()
-    again = run_ok("copy", src, dst)
+    again = run_ok("copy", "--yes", src, dst)
     assert "already up to date; nothing changed" in again.stdout
     with Instance.from_url(dst) as inst:
         assert snapshot(inst.backend) == before
@@ -267,12 +267,12 @@ def test_copy_brings_later_changes_over(isolated: Path) -> None:
     src, dst = memory_url(), memory_url()
     with Instance.from_url(src) as inst:
         populate(inst)
-        run_ok("copy", src, dst)
+        run_ok("copy", "--yes", src, dst)
         inst.asset_store("orders").set("watermark", "2024-06-02T00:00:00Z")
         inst.record_event("orders", extra={"later": True})
         inst.backend.set_cursors("report", {"orders": 15})
         inst.deactivate("customers")
-        report = run_json("copy", src, dst)
+        report = run_json("copy", "--yes", src, dst)
         assert report["changed"] == 4  # an entry, an event, a cursor, a deactivation
         with Instance.from_url(dst) as copy:
             assert_copied(inst.backend, copy.backend, ids_kept=True)
@@ -291,7 +291,7 @@ def test_copy_to_a_backend_without_import_renumbers_and_translates_cursors(
     with open_target(dst) as target:  # the destination already has an event of its own
         target.backend.register_asset("orders", "s3://data/orders", group="sales")
         target.record_event("orders", extra={"mine": True})
-    result = run_ok("copy", src, dst)
+    result = run_ok("copy", "--yes", src, dst)
     assert "ids were renumbered" in result.stdout
     assert "cannot keep event ids" in result.stderr
     with Instance.from_url(src) as a, open_target(dst) as b:
@@ -301,7 +301,7 @@ def test_copy_to_a_backend_without_import_renumbers_and_translates_cursors(
         assert [e.extra for e in events[1:]] == [e.extra for e in a.events("orders")]
         assert b.backend.get_cursors("report") == {"orders": 6, "customers": 2}
         assert b.backend.get_cursors("audit") == {"orders": 2}
-    assert run_json("copy", src, dst)["changed"] == 0
+    assert run_json("copy", "--yes", src, dst)["changed"] == 0
 
 
 def test_interrupted_renumbering_copy_resumes_without_duplicates(renumbering: str) -> None:
@@ -322,10 +322,13 @@ def test_copy_fails_when_the_destination_has_the_name_under_another_uri() -> Non
         populate(inst)
     with Instance.from_url(dst) as inst:
         inst.register(Asset("orders", uri="s3://elsewhere/orders"))
-    result = run("copy", src, dst)
+    result = run("copy", "--yes", src, dst)
     assert result.exit_code == 1
-    assert "asset 'orders' is already registered with uri 's3://elsewhere/orders'" in result.output
-    assert "Traceback" not in result.output
+    assert (
+        "asset 'orders' is registered in the destination with uri 's3://elsewhere/orders', "
+        "in the source with 's3://data/orders'" in result.output
+    )
+    assert "nothing was copied" in result.output and "Traceback" not in result.output
 
 
 def test_copy_reports_events_the_destination_holds_differently() -> None:
@@ -334,7 +337,7 @@ def test_copy_reports_events_the_destination_holds_differently() -> None:
         inst.record_events(Asset("a", uri="s3://x/a"), [{"n": 1}, {"n": 2}])
     with Instance.from_url(dst) as inst:
         inst.record_events(Asset("a", uri="s3://x/a"), [{"other": 1}, {"other": 2}])
-    result = run("copy", src, dst)
+    result = run("copy", "--yes", src, dst)
     assert result.exit_code == 1
     assert "2 of 2 events are missing or different" in result.output
 
@@ -350,13 +353,13 @@ def test_copy_reports_events_the_destination_holds_differently() -> None:
     ],
 )
 def test_copy_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
-    result = run("copy", *args)
+    result = run("copy", "--yes", *args)
     assert result.exit_code == 2
     assert message in result.output
 
 
 def test_copy_rejects_options_the_backend_does_not_take() -> None:
-    result = run("copy", memory_url(), memory_url(), "--dst-options", '{"bogus": 1}')
+    result = run("copy", "--yes", memory_url(), memory_url(), "--dst-options", '{"bogus": 1}')
     assert result.exit_code == 1
     assert "rejected its options" in result.output
 
@@ -378,11 +381,11 @@ def test_copy_at_scale_resumes_and_verifies(tmp_path: Path) -> None:
         inst.backend.set_cursors("report", {f"asset-{a:02d}": 10 * a for a in range(20)})
     with pytest.MonkeyPatch.context() as patch:
         done = fail_after(patch, SQLBackend, "import_events", calls=25)
-        assert run("copy", src, dst, "--batch-size", "100").exit_code == 1
+        assert run("copy", "--yes", src, dst, "--batch-size", "100").exit_code == 1
         assert done() == 25
-    report = run_json("copy", src, dst, "--batch-size", "100")
+    report = run_json("copy", "--yes", src, dst, "--batch-size", "100")
     assert report["ok"] and sum(a["events_copied"] for a in report["assets"]) == 6000 - 2500
-    assert run_json("copy", src, dst)["changed"] == 0
+    assert run_json("copy", "--yes", src, dst)["changed"] == 0
     with Instance.from_url(src) as a, Instance.from_url(dst) as b:
         assert_copied(a.backend, b.backend, ids_kept=True)
 
@@ -424,11 +427,11 @@ def test_copy_sqlite_to_postgresql(sqlite_src: str, fresh_pg_url: str) -> None:
         populate(inst)
     with Instance.from_url(fresh_pg_url) as inst:
         inst.upgrade()
-    report = run_json("copy", sqlite_src, fresh_pg_url)
+    report = run_json("copy", "--yes", sqlite_src, fresh_pg_url)
     assert report["ok"]
     with Instance.from_url(sqlite_src) as a, Instance.from_url(fresh_pg_url) as b:
         assert_copied(a.backend, b.backend, ids_kept=not report["ids_renumbered"])
-    assert run_json("copy", sqlite_src, fresh_pg_url)["changed"] == 0
+    assert run_json("copy", "--yes", sqlite_src, fresh_pg_url)["changed"] == 0
 
 
 @pytest.mark.services
@@ -453,11 +456,11 @@ def s3_target(s3_server: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -
 def test_copy_sqlite_to_s3(sqlite_src: str, s3_target: str) -> None:
     with Instance.from_url(sqlite_src) as inst:
         populate(inst)
-    report = run_json("copy", sqlite_src, s3_target)
+    report = run_json("copy", "--yes", sqlite_src, s3_target)
     assert report["ok"]
     with Instance.from_url(sqlite_src) as a, Instance.from_url(s3_target) as b:
         assert_copied(a.backend, b.backend, ids_kept=not report["ids_renumbered"])
-    assert run_json("copy", sqlite_src, s3_target)["changed"] == 0
+    assert run_json("copy", "--yes", sqlite_src, s3_target)["changed"] == 0
 
 
 @pytest.mark.services

@@ -57,7 +57,7 @@ SECRET_PARAMS = (
 )
 #: What a user-info password may hold unencoded (SQLAlchemy reads up to the ``@``).
 _ALPHABET = string.ascii_letters + string.digits + "/#?!-_.~:;,+$"
-secret_values = st.text(_ALPHABET, min_size=8, max_size=16).map(lambda s: f"Zq{s}")
+secret_values = st.text(_ALPHABET, min_size=14, max_size=20).map(lambda s: f"Zq{s}")
 DEAD = "127.0.0.1:1"  # nothing listens on port 1
 NO_RETRY = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
 
@@ -272,6 +272,7 @@ BACKENDS = [
     "postgresql-down",
     "mariadb",
     "memory",
+    "http-up",
     "http-down",
     "objectstore-file",
     "objectstore-s3",
@@ -286,6 +287,28 @@ class Target:
     options: dict[str, Any] = field(default_factory=dict)
     endpoint: str = f"http://{DEAD}"
     up: bool = True  # whether the plain base URL works (its secrets only in connections)
+    accept: Callable[[str], None] | None = None  # makes the service accept the secret
+
+
+@pytest.fixture(scope="module")
+def live_http() -> Iterator[Any]:
+    """A live server on a memory instance; each example makes it accept its secret."""
+    pytest.importorskip("uvicorn")
+    from assetry.backends.memory import MemoryBackend
+    from assetry.server.app import create_app
+    from assetry.server.live import LiveServer
+
+    app = create_app(Instance(backend=MemoryBackend()), tokens=[])
+    with LiveServer(app) as live:
+        yield live
+
+
+def _accept(live: Any, secret: str) -> None:
+    """Make the live server accept ``secret`` as a write token (the http backend sends the
+    password of the ``assetry_default`` connection)."""
+    from assetry.server.auth import ApiToken
+
+    live.app.state.auth.tokens = (ApiToken("admin", secret, "write"),)
 
 
 @pytest.fixture
@@ -301,6 +324,9 @@ def backend_base(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
         return Target(_with_user(request.getfixturevalue("mysql_scratch"), "root"))
     if kind == "memory":
         return Target(f"memory://secrets-{uuid.uuid4().hex}")
+    if kind == "http-up":
+        live = request.getfixturevalue("live_http")
+        return Target(live.url, {"timeout": 5}, accept=lambda secret: _accept(live, secret))
     if kind == "http-down":
         return Target(f"http://{DEAD}", {"timeout": 2}, up=False)
     if kind == "objectstore-file":
@@ -346,6 +372,8 @@ def test_backend_urls_and_connections_never_show_their_secret(
         ),
         "ASSETRY_BACKEND_OPTIONS": json.dumps(options),
     }
+    if backend_base.accept is not None:
+        backend_base.accept(secret)
     seen = Seen()
     with caplog.at_level(logging.DEBUG):
         # the URL with the secret in it, then the plain URL with the secret in connections

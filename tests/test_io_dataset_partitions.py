@@ -139,3 +139,39 @@ def test_an_insert_spanning_partitions_publishes_every_one(tmp_path: Path) -> No
         "2024-01-02",
         "2024-01-03",
     ]
+
+
+def test_a_journal_another_writer_rolled_forward_meanwhile_is_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer rolls forward the committed journals it finds (a crashed writer's, or a
+    live one's): the writer that committed it then finds its staged files gone."""
+    from assetry.iomanagers.objectstorage import DatasetHandle
+
+    uri = f"memory://partitions-{uuid.uuid4().hex}/events"
+    asset = Asset("events", uri=uri, partition_column="day")
+    real_apply = DatasetHandle._apply
+
+    def apply_after_another_writer(self: DatasetHandle, journal: dict[str, Any]) -> None:
+        real_apply(self, journal)  # the other writer: copies in, removes the staging
+        fs = self.location.fs
+        real_exists = fs.exists
+        asked: set[str] = set()
+
+        def exists(path: str, **kwargs: Any) -> bool:
+            if path.endswith(".parquet") and path not in asked:
+                asked.add(path)  # this writer looked just before the other one copied
+                return False
+            return bool(real_exists(path, **kwargs))
+
+        monkeypatch.setattr(fs, "exists", exists)
+        try:
+            real_apply(self, journal)
+        finally:
+            monkeypatch.setattr(fs, "exists", real_exists)
+
+    monkeypatch.setattr(DatasetHandle, "_apply", apply_after_another_writer)
+    with _dispatcher().connect(asset) as handle:
+        handle.insert(_rows(["2024-01-01", "2024-01-02"]))
+    monkeypatch.undo()
+    assert [day for day, _ in _read(asset)] == ["2024-01-01", "2024-01-02"]

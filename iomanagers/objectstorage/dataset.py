@@ -415,8 +415,16 @@ class DatasetHandle(ObjectStorageHandle):
         """Roll a committed journal forward: copy new files in, delete the old, clean up."""
         fs = self.location.fs
         for staged, final in journal["new"]:
-            if not fs.exists(final):
+            if fs.exists(final):
+                continue
+            try:
                 fs.copy(staged, final)
+            except FileNotFoundError:
+                # another writer rolled this journal forward meanwhile; it copies every
+                # file in before it removes the staged ones
+                fs.invalidate_cache(final)
+                if not fs.exists(final):
+                    raise
         old = [p for p in journal["old"] if p not in {f for _, f in journal["new"]}]
         if old:
             with contextlib.suppress(FileNotFoundError):

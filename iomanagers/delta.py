@@ -37,6 +37,7 @@ from ._lakehouse import (
     delta_storage_options,
     prepare_partition,
 )
+from .table_schema import conform_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -282,10 +283,22 @@ class DeltaHandle(TableFormatHandle):
         import pyarrow as pa
 
         data = prepare_partition(self.asset, self.partition, data)
+        table = self._table()
+        kwargs: dict[str, Any] = {"storage_options": self.storage_options}
+        if table is not None and not (mode == "overwrite" and self.partition is None):
+            # appends and partition overwrites keep the table's schema, per the contract
+            data, new = conform_columns(
+                data,
+                pa.schema(table.schema().to_arrow()),
+                what=f"asset {self.asset.name!r}",
+                where=f"the Delta table {render_url(self.asset.uri)}",
+                add_columns=self.asset.schema_evolution == "add_columns",
+            )
+            if new:
+                kwargs["schema_mode"] = "merge"
         counter = RowCounter(data) if isinstance(data, pa.RecordBatchReader) else None
         source = counter.reader if counter is not None else data
         col = self.asset.partition_column
-        kwargs: dict[str, Any] = {"storage_options": self.storage_options}
         if self.manager.writer_properties:
             kwargs["writer_properties"] = deltalake.WriterProperties(
                 **self.manager.writer_properties
@@ -301,7 +314,6 @@ class DeltaHandle(TableFormatHandle):
         else:
             kwargs["mode"] = "overwrite"
             kwargs["schema_mode"] = "overwrite"
-        table = self._table()
         if table is not None:
             deltalake.write_deltalake(table, source, **kwargs)
             self._committed_version = table.version()

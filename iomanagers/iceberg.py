@@ -40,6 +40,7 @@ from assetry.config import resolve_connection, storage_options_for
 from assetry.urls import parse_asset_uri, render_url, scrub_text, secrets_of
 
 from ._lakehouse import TableFormatHandle, check_partition, iceberg_properties, prepare_partition
+from .table_schema import conform_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -351,12 +352,29 @@ class IcebergHandle(TableFormatHandle):
         )
 
     def _commit(self, table: Any, data: pa.Table, mode: str) -> int:
-        if mode == "insert":
-            table.append(data)
-        elif self.partition is not None:
-            table.overwrite(data, overwrite_filter=self._filter())
-        else:
-            table.overwrite(data)
+        """Append or overwrite in one transaction, adding the new columns the asset's
+        ``schema_evolution="add_columns"`` lets in (a column's type never changes)."""
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+        data, new = conform_columns(
+            data,
+            schema_to_pyarrow(table.schema(), include_field_ids=False),
+            what=f"asset {self.asset.name!r}",
+            where=f"the Iceberg table {'.'.join(self.loc.identifier)}",
+            add_columns=self.asset.schema_evolution == "add_columns",
+        )
+        with table.transaction() as txn:
+            if new:
+                import pyarrow as pa
+
+                with txn.update_schema() as update:
+                    update.union_by_name(pa.schema(new))
+            if mode == "insert":
+                txn.append(data)
+            elif self.partition is not None:
+                txn.overwrite(data, overwrite_filter=self._filter())
+            else:
+                txn.overwrite(data)
         return int(table.current_snapshot().snapshot_id)
 
     def _create(self, data: pa.Table) -> int | None:

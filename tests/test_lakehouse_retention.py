@@ -99,3 +99,34 @@ def test_assetry_vacuum_command(table_uri: str) -> None:
     assert "expired" in out.stdout and "orders" in out.stdout
     latest = inst.events(asset)[-1]
     assert _read(inst, asset, latest) == [2]
+
+
+# -- schema evolution per the asset's contract ---------------------------------------------
+
+
+def test_new_columns_follow_the_assets_schema_evolution(table_uri: str) -> None:
+    from assetry import SchemaMismatchError
+    from assetry.config import load_settings
+    from assetry.iomanager import IOManagerDispatcher
+
+    dispatcher = IOManagerDispatcher(load_settings(backend="memory"))
+    strict = Asset("strict", uri=table_uri)
+    with dispatcher.connect(strict) as handle:
+        handle.insert(pa.table({"id": pa.array([1], pa.int64())}))
+        version = handle.insert(pa.table({"id": pa.array([2], pa.int32())})).table_version
+        with pytest.raises(SchemaMismatchError) as info:
+            handle.insert(pa.table({"id": pa.array([3], pa.int64()), "extra": ["x"]}))
+        assert info.value.column == "extra"
+        with pytest.raises(SchemaMismatchError, match="id"):
+            handle.insert(pa.table({"id": pa.array([1.5])}))  # not storable as int64
+        assert sorted(handle.to_pyarrow().column("id").to_pylist()) == [1, 2]
+        assert handle.insert(pa.table({"id": pa.array([4], pa.int64())})).table_version != version
+
+    growing = Asset("growing", uri=table_uri, schema_evolution="add_columns")
+    with dispatcher.connect(growing) as handle:
+        result = handle.insert(pa.table({"id": pa.array([5], pa.int64()), "extra": ["x"]}))
+        rows = sorted(handle.to_pyarrow().to_pylist(), key=lambda r: r["id"])
+    assert [r["extra"] for r in rows] == [None, None, None, "x"]
+    with dispatcher.connect(growing, as_of=version) as handle:  # the old version is unchanged
+        assert handle.to_pyarrow().column_names == ["id"]
+    assert result.table_version != version

@@ -303,3 +303,29 @@ class TestAssetScopes:
 
         run_async(scenario)
         assert metastore_asset_rows() == 0
+
+
+def test_the_worker_backend_stores_values_as_the_server_backend_does(instance: Any) -> None:
+    import math
+
+    from airflow.sdk._shared.state import AssetScope as SDKAssetScope
+    from assetry.airflow import AssetryWorkerStoreBackend
+
+    worker = AssetryWorkerStoreBackend(instance=instance)
+    scope = SDKAssetScope(name="orders", uri="s3://data/orders")
+    ref = worker.serialize_asset_state_store_to_ref(value={"page": 3}, key="cursor", scope=scope)
+    assert ref == "assetry:asset-store?name=orders&key=cursor"
+    assert (
+        worker.serialize_asset_state_store_to_ref(value={"page": 3}, key="cursor", scope=scope)
+        == ref
+    )
+    assert instance.asset_store("orders").get("cursor") == {"page": 3}
+    assert worker.deserialize_asset_state_store_from_ref(ref) == {"page": 3}
+    nan_ref = worker.serialize_asset_state_store_to_ref(value=math.nan, key="nan", scope=scope)
+    assert math.isnan(worker.deserialize_asset_state_store_from_ref(nan_ref))
+    worker.delete(scope, "cursor")
+    assert worker.deserialize_asset_state_store_from_ref(ref) is None
+    worker.clear(TaskScope(dag_id=DAG, run_id=RUN, task_id=TASK))  # task values are not here
+    assert instance.asset_store("orders").keys() == ["nan"]
+    worker.clear(SDKAssetScope(uri="s3://data/orders"))
+    assert instance.asset_store("orders").keys() == []

@@ -31,6 +31,7 @@ __all__ = [
     "asset_store",
     "build_instance",
     "get_instance",
+    "is_task_scope",
     "text_from_value_json",
     "value_for_text",
 ]
@@ -104,6 +105,12 @@ def asset_store(asset: Any) -> AssetStore:
 
 
 _mappers: dict[int, AssetMapper] = {}
+
+
+def is_task_scope(scope: Any) -> bool:
+    """Whether a state scope is a task's (``TaskScope``) rather than an asset's. By shape:
+    Airflow core and its task SDK each carry their own copy of the scope classes."""
+    return hasattr(scope, "dag_id")
 
 
 def _is_envelope(value: Any) -> bool:

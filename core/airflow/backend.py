@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow._shared.state import AssetScope, AssetStateStoreWriterKind, StoreScope, TaskScope
+from airflow._shared.state import AssetScope, AssetStateStoreWriterKind, StoreScope
 from airflow.models.asset import AssetActive, AssetModel
 from airflow.state.metastore import MetastoreBackend
 from airflow.utils.session import create_session
@@ -26,6 +26,7 @@ from ._common import (
     AirflowAsset,
     AssetMapper,
     build_instance,
+    is_task_scope,
     log,
     text_from_value_json,
     value_for_text,
@@ -144,7 +145,7 @@ class AssetryStoreBackend(MetastoreBackend):
     # -- BaseStoreBackend ------------------------------------------------------------------
 
     def get(self, scope: StoreScope, key: str, *, session: Session | None = None) -> str | None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             return super().get(scope, key, **_given(session))
         return self._asset_get(self._identity(scope, session), key)
 
@@ -157,13 +158,13 @@ class AssetryStoreBackend(MetastoreBackend):
         expires_at: datetime | None = None,
         session: Session | None = None,
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             super().set(scope, key, value, expires_at=expires_at, **_given(session))
             return
         self._asset_set(self._identity(scope, session), key, value)
 
     def delete(self, scope: StoreScope, key: str, *, session: Session | None = None) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             super().delete(scope, key, **_given(session))
             return
         self._asset_delete(self._identity(scope, session), key)
@@ -171,7 +172,7 @@ class AssetryStoreBackend(MetastoreBackend):
     def clear(
         self, scope: StoreScope, *, all_map_indices: bool = False, session: Session | None = None
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             super().clear(scope, all_map_indices=all_map_indices, **_given(session))
             return
         self._asset_clear(self._identity(scope, session))
@@ -200,7 +201,7 @@ class AssetryStoreBackend(MetastoreBackend):
     async def aget(
         self, scope: StoreScope, key: str, *, session: AsyncSession | None = None
     ) -> str | None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             return await super().aget(scope, key, session=session)
         asset = await self._aidentity(scope, session)
         return await asyncio.to_thread(self._asset_get, asset, key)
@@ -214,7 +215,7 @@ class AssetryStoreBackend(MetastoreBackend):
         expires_at: datetime | None = None,
         session: AsyncSession | None = None,
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             await super().aset(scope, key, value, expires_at=expires_at, session=session)
             return
         asset = await self._aidentity(scope, session)
@@ -223,7 +224,7 @@ class AssetryStoreBackend(MetastoreBackend):
     async def adelete(
         self, scope: StoreScope, key: str, *, session: AsyncSession | None = None
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             await super().adelete(scope, key, session=session)
             return
         asset = await self._aidentity(scope, session)
@@ -236,7 +237,7 @@ class AssetryStoreBackend(MetastoreBackend):
         all_map_indices: bool = False,
         session: AsyncSession | None = None,
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             await super().aclear(scope, all_map_indices=all_map_indices, session=session)
             return
         asset = await self._aidentity(scope, session)

@@ -14,12 +14,19 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from airflow.sdk._shared.state import AssetScope, BaseStoreBackend, StoreScope, TaskScope
+from airflow.sdk._shared.state import AssetScope, BaseStoreBackend, StoreScope
 
 from ..errors import AssetNotFoundError, ConfigurationError
 from ..instance import Instance
 from ..uri import normalize_uri
-from ._common import AirflowAsset, AssetMapper, build_instance, text_from_value_json, value_for_text
+from ._common import (
+    AirflowAsset,
+    AssetMapper,
+    build_instance,
+    is_task_scope,
+    text_from_value_json,
+    value_for_text,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -95,7 +102,9 @@ class AssetryWorkerStoreBackend(BaseStoreBackend):
         self, *, value: JsonValue, key: str, scope: AssetScope
     ) -> str:
         asset = self._airflow_asset(scope)
-        self.instance.asset_store(self.assets.writable(asset)).set(key, value)
+        # the same storage as values that reach assetry through the execution API
+        stored = value_for_text(json.dumps(value), max_bytes=self.instance.max_value_bytes)
+        self.instance.asset_store(self.assets.writable(asset)).set(key, stored)
         return reference(key, name=asset.name)
 
     def deserialize_asset_state_store_from_ref(self, stored: str) -> JsonValue:
@@ -133,7 +142,7 @@ class AssetryWorkerStoreBackend(BaseStoreBackend):
         self.instance.asset_store(name).set(key, stored)
 
     def delete(self, scope: StoreScope, key: str, *, session: Any = None) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             return  # task values stay inline in Airflow: nothing of them is here
         name = self._existing_name(scope.name, scope.uri)
         if name is not None:
@@ -142,7 +151,7 @@ class AssetryWorkerStoreBackend(BaseStoreBackend):
     def clear(
         self, scope: StoreScope, *, all_map_indices: bool = False, session: Any = None
     ) -> None:
-        if isinstance(scope, TaskScope):
+        if is_task_scope(scope):
             return
         name = self._existing_name(scope.name, scope.uri)
         if name is not None:
@@ -209,8 +218,8 @@ def resolve_airflow_asset(instance: Instance, scope: AssetScope) -> AirflowAsset
 
 
 def _asset_scope(scope: StoreScope, op: str) -> AssetScope:
-    if isinstance(scope, AssetScope):
-        return scope
+    if not is_task_scope(scope):
+        return scope  # type: ignore[return-value]
     raise ConfigurationError(
         f"AssetryWorkerStoreBackend.{op}() keeps asset scopes only; task-store values stay "
         "inline in Airflow's state store"

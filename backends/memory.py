@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ class MemoryBackend(StateBackend):
         atomic_batches=True,
         event_import=True,
         event_deletion=True,
+        state_import=True,
     )
 
     _shared: dict[str, _State] = {}
@@ -113,6 +115,37 @@ class MemoryBackend(StateBackend):
                 return False
             st.assets[name] = _replace(record, active=False, updated_at=utcnow())
             return True
+
+    def import_asset(self, record: AssetRecord) -> AssetRecord:
+        st = self._state
+        with st.lock:
+            existing = st.assets.get(record.name)
+            if existing is not None and existing.uri != record.uri:
+                raise conflict_for_registration(record.name, record.uri, existing)
+            other = st.by_uri.get(record.uri)
+            if other is not None and other != record.name:
+                raise conflict_for_registration(record.name, record.uri, st.assets[other])
+            now = utcnow()
+            stored = _replace(
+                record,
+                created_at=record.created_at or now,
+                updated_at=record.updated_at or now,
+            )
+            st.assets[record.name] = stored
+            st.by_uri[record.uri] = record.name
+            return stored
+
+    def import_store(self, asset: str, entries: Sequence[StoreEntry]) -> int:
+        st = self._state
+        with st.lock:
+            if asset not in st.assets:
+                raise not_found_error(asset)
+            for entry in entries:
+                ns = st.store.setdefault(asset, {}).setdefault(entry.partition or _ASSET_LEVEL, {})
+                ns[entry.key] = dataclasses.replace(
+                    entry, partition=entry.partition, updated_at=entry.updated_at or utcnow()
+                )
+            return len(entries)
 
     def get_asset(self, name: str) -> AssetRecord | None:
         return self._state.assets.get(name)

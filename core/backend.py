@@ -76,6 +76,9 @@ class Capabilities:
       together or not at all.
     - ``event_import``: :meth:`StateBackend.import_events` keeps given ids (for copying).
     - ``event_deletion``: :meth:`StateBackend.delete_events` removes events (for retention).
+    - ``state_import``: :meth:`StateBackend.import_asset` and
+      :meth:`StateBackend.import_store` keep an asset's timestamps and the store's versions
+      and update times (for copying).
     """
 
     persistent: bool = True
@@ -83,6 +86,7 @@ class Capabilities:
     atomic_batches: bool = False
     event_import: bool = False
     event_deletion: bool = False
+    state_import: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,26 @@ class StateBackend(abc.ABC):
         """
         raise UnsupportedOperationError(
             f"{type(self).__name__} cannot import events with their ids (capabilities.event_import)"
+        )
+
+    def import_asset(self, record: AssetRecord) -> AssetRecord:
+        """Register ``record`` as it is, for copying: URI, group, extra, contract, active
+        flag, ``created_at`` and ``updated_at`` kept (a name or URI clash raises
+        :class:`ConflictError` as in :meth:`register_asset`). Declared by
+        ``capabilities.state_import``."""
+        raise UnsupportedOperationError(
+            f"{type(self).__name__} cannot import assets with their timestamps "
+            "(capabilities.state_import)"
+        )
+
+    def import_store(self, asset: str, entries: Sequence[StoreEntry]) -> int:
+        """Write store entries as they are, for copying: value, version, partition and
+        ``updated_at`` kept, replacing what those keys hold, also while the asset is inactive
+        (it must be registered). Return how many were written. Declared by
+        ``capabilities.state_import``."""
+        raise UnsupportedOperationError(
+            f"{type(self).__name__} cannot import store entries with their versions "
+            "(capabilities.state_import)"
         )
 
     def delete_events(self, asset: str, ids: Sequence[int]) -> int:

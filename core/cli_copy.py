@@ -260,6 +260,11 @@ def _print_report(report: CopyReport, src: str, dst: str) -> None:
     )
     if report.ids_renumbered:
         click.echo("event ids were renumbered (the destination cannot import ids)")
+    if not report.versions_kept:
+        click.echo(
+            "store versions and times restart in the destination (it cannot import them; "
+            "values are copied)"
+        )
     if report.changed == 0:
         click.echo("the destination was already up to date; nothing changed")
     else:

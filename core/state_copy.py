@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backend import AssetRecord, EventQuery, NewEvent, StateBackend, StoreWrite
+from .backend import AssetRecord, EventQuery, NewEvent, StateBackend, StoreEntry, StoreWrite
 from .errors import ConflictError
 from .models import AssetEvent
 from .values import canonical_json
@@ -109,6 +109,9 @@ class CopyReport:
     cursors: int = 0
     cursors_found: int = 0
     ids_renumbered: bool = False
+    #: Store versions, update times and the assets' timestamps kept as in the source
+    #: (``capabilities.state_import`` of the destination).
+    versions_kept: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +130,7 @@ class CopyReport:
             "ok": self.ok,
             "changed": self.changed,
             "ids_renumbered": self.ids_renumbered,
+            "versions_kept": self.versions_kept,
             "assets": [a.to_dict() for a in self.assets],
             "cursors": self.cursors,
             "cursors_written": self.cursors_written,
@@ -166,7 +170,10 @@ def copy_state(
     conflicts = find_conflicts(records, dst)
     if conflicts:
         raise ConflictError(conflict_message(conflicts))
-    report = CopyReport(ids_renumbered=not dst.capabilities.event_import)
+    report = CopyReport(
+        ids_renumbered=not dst.capabilities.event_import,
+        versions_kept=dst.capabilities.state_import,
+    )
     consumers = {c: src.get_cursors(c) for c in src.list_consumers()}
     wanted: dict[str, set[int]] = {}
     for cursors in consumers.values():
@@ -276,14 +283,12 @@ def plan_copy(
         raise ConflictError(conflict_message(conflicts))
     plans = []
     for record in records:
+        exact = dst.capabilities.state_import
         existing = dst.get_asset(record.name)
-        register = existing is None or (
-            existing.uri,
-            existing.group,
-            existing.extra,
-            existing.active,
-        ) != (record.uri, record.group, record.extra, record.active)
-        writes, _total = _store_diff(src, dst, record.name)
+        register = not _registry_same(existing, record, exact) or (
+            existing is not None and existing.active != record.active
+        )
+        writes, _total = _store_diff(src, dst, record.name, exact)
         if dst.capabilities.event_import:
             dst_latest = dst.latest_events([record.name]).get(record.name)
             after = dst_latest.id if dst_latest is not None else None
@@ -311,18 +316,36 @@ def _asset_problem(item: AssetCopy) -> str:
     return f"asset {item.asset!r}: " + "; ".join(parts)
 
 
-def _store_diff(src: StateBackend, dst: StateBackend, asset: str) -> tuple[list[StoreWrite], int]:
-    """The writes that make the destination's store hold the source's entries, and how
-    many entries the source has."""
-    writes: list[StoreWrite] = []
+def _store_diff(
+    src: StateBackend, dst: StateBackend, asset: str, exact: bool = False
+) -> tuple[list[StoreEntry], int]:
+    """The source's entries the destination lacks or holds differently (``exact``: also
+    another version or update time), and how many entries the source has."""
+    missing: list[StoreEntry] = []
     total = 0
+
+    def same(entry: StoreEntry) -> tuple[Any, ...]:
+        value = _canonical(entry.value_json)
+        return (value, entry.version, entry.updated_at) if exact else (value,)
+
     for partition in [None, *src.store_partitions(asset)]:
-        have = {e.key: _canonical(e.value_json) for e in dst.store_entries(asset, partition)}
+        have = {e.key: same(e) for e in dst.store_entries(asset, partition)}
         for entry in src.store_entries(asset, partition):
             total += 1
-            if have.get(entry.key) != _canonical(entry.value_json):
-                writes.append(StoreWrite(asset, entry.key, entry.value_json, partition))
-    return writes, total
+            if have.get(entry.key) != same(entry):
+                missing.append(dataclasses.replace(entry, partition=partition))
+    return missing, total
+
+
+def _registry_same(existing: AssetRecord | None, record: AssetRecord, exact: bool) -> bool:
+    """Whether the destination's record already is the source's (``exact``: with its active
+    flag and timestamps)."""
+    if existing is None:
+        return False
+    fields = ("uri", "group", "extra", "contract") + (
+        ("active", "created_at", "updated_at") if exact else ()
+    )
+    return all(getattr(existing, f) == getattr(record, f) for f in fields)
 
 
 def _copy_asset(
@@ -336,7 +359,8 @@ def _copy_asset(
     name = record.name
     item = AssetCopy(name)
     existing = dst.get_asset(name)
-    writes, item.store_entries = _store_diff(src, dst, name)
+    exact = dst.capabilities.state_import
+    writes, item.store_entries = _store_diff(src, dst, name, exact)
     importing = dst.capabilities.event_import
     ids = _IdMap(cursor_ids)
     after: int | None = None
@@ -355,14 +379,14 @@ def _copy_asset(
         if first is not None:
             pending = itertools.chain([first], rest)
 
-    differs = existing is None or (
-        existing.uri,
-        existing.group,
-        existing.extra,
-        existing.contract,
-    ) != (record.uri, record.group, record.extra, record.contract)
+    differs = not _registry_same(existing, record, exact=False)
     inactive = existing is not None and not existing.active
-    if differs or (inactive and (record.active or writes or events_pending)):
+    if exact:
+        appending = events_pending and not importing  # appending needs an active asset
+        if differs or (appending and inactive):
+            dst.import_asset(dataclasses.replace(record, active=record.active or appending))
+            item.registry_changed = True
+    elif differs or (inactive and (record.active or writes or events_pending)):
         dst.register_asset(
             name,
             record.uri,
@@ -374,7 +398,10 @@ def _copy_asset(
 
     for start in range(0, len(writes), batch_size):
         chunk = writes[start : start + batch_size]
-        dst.apply(chunk, [])
+        if exact:
+            dst.import_store(name, chunk)
+        else:
+            dst.apply([StoreWrite(name, e.key, e.value_json, e.partition) for e in chunk], [])
         item.store_written += len(chunk)
         tick("store", name, len(chunk))
 
@@ -402,11 +429,14 @@ def _copy_asset(
             tick("events", name, len(batch))
 
     current = dst.get_asset(name)
-    if not record.active and current is not None and current.active:
+    if exact and not _registry_same(current, record, exact=True):
+        dst.import_asset(record)  # the source's active flag and timestamps, last
+        item.registry_changed = True
+    elif not exact and not record.active and current is not None and current.active:
         dst.deactivate_asset(name)
         item.registry_changed = True
 
-    _verify_asset(src, dst, item, batch_size, importing)
+    _verify_asset(src, dst, item, batch_size, importing, exact)
     return item, ids.result
 
 
@@ -461,11 +491,16 @@ def _align(
 
 
 def _verify_asset(
-    src: StateBackend, dst: StateBackend, item: AssetCopy, batch_size: int, importing: bool
+    src: StateBackend,
+    dst: StateBackend,
+    item: AssetCopy,
+    batch_size: int,
+    importing: bool,
+    exact: bool,
 ) -> None:
     """Count the source's events and entries and how many the destination holds."""
     name = item.asset
-    remaining, item.store_entries = _store_diff(src, dst, name)
+    remaining, item.store_entries = _store_diff(src, dst, name, exact)
     item.store_found = item.store_entries - len(remaining)
     item.source_events = sum(1 for _ in _iter_events(src, name, batch_size))
     if not importing:

@@ -175,3 +175,55 @@ def test_no_click_deprecation_warnings(tmp_path: Path) -> None:
         ):
             result = run(*args)
             assert result.exit_code == 0, (args, result.output, result.exception)
+
+
+@pytest.mark.parametrize("source", ["sqlite", "memory"])
+def test_copy_keeps_store_versions_update_times_and_asset_timestamps(
+    tmp_path: Path, source: str
+) -> None:
+    src = sqlite(tmp_path, "src.db") if source == "sqlite" else f"memory://{uuid.uuid4().hex}"
+    dst = sqlite(tmp_path, "dst.db")
+    inst = Instance.from_url(src)
+    try:
+        inst.register(Asset("a", "s3://lake/a"))
+        inst.register(Asset("gone", "s3://lake/gone"))
+        for value in range(4):
+            inst.asset_store("a").set("k", value)
+        inst.asset_store("a").partition("p1").set("done", True)
+        inst.asset_store("a").partition("p1").set("done", False)
+        inst.asset_store("gone").set("x", 1)
+        inst.deactivate("gone")
+        inst.record_event("a", {"n": 1})
+        result = run("--json", "copy", src, dst)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["versions_kept"] is True
+        want = {
+            r.name: (
+                r,
+                [
+                    (e.partition, e.key, e.value_json, e.version, e.updated_at)
+                    for p in [None, *inst.backend.store_partitions(r.name)]
+                    for e in inst.backend.store_entries(r.name, p)
+                ],
+            )
+            for r in inst.assets()
+        }
+        again = run("--json", "copy", "--yes", src, dst)
+        assert json.loads(again.stdout)["changed"] == 0
+    finally:
+        inst.close()
+    with Instance.from_url(dst) as copy:
+        got = {
+            r.name: (
+                r,
+                [
+                    (e.partition, e.key, e.value_json, e.version, e.updated_at)
+                    for p in [None, *copy.backend.store_partitions(r.name)]
+                    for e in copy.backend.store_entries(r.name, p)
+                ],
+            )
+            for r in copy.assets()
+        }
+    assert got == want
+    assert [v for _p, k, _j, v, _t in got["a"][1] if k == "k"] == [4]
+    assert not got["gone"][0].active

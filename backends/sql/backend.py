@@ -64,6 +64,7 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
         atomic_batches=True,
         event_import=True,
         event_deletion=True,
+        state_import=True,
     )
 
     def __init__(
@@ -117,6 +118,7 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
                 atomic_batches=True,
                 event_import=True,
                 event_deletion=True,
+                state_import=True,
             )
         self._sql: Statements | None = None
         self._schema_lock = threading.Lock()

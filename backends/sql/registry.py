@@ -10,8 +10,9 @@ from assetry.backend import AssetRecord, conflict_for_registration
 from assetry.contracts import AssetContract
 from assetry.errors import ConflictError
 from assetry.retry import Backoff, retry_call
+from assetry.values import canonical_json
 
-from .base import ASSETS, SQLBase, from_us, now_us
+from .base import ASSETS, SQLBase, from_us, now_us, to_us
 from .engine import Held
 from .schema import digest
 
@@ -95,6 +96,28 @@ class SQLRegistry(SQLBase):
                 f"asset {name!r} ({uri!r}) was being registered concurrently and "
                 "did not settle; try again"
             ) from None
+
+    def import_asset(self, record: AssetRecord) -> AssetRecord:
+        self.register_asset(
+            record.name,
+            record.uri,
+            group=record.group,
+            extra_json=canonical_json(record.extra),
+            contract_json=None if record.contract.is_default else record.contract.to_json(),
+        )
+        now = now_us()
+        self._write(
+            sa.update(ASSETS)
+            .where(ASSETS.c.name_hash == digest(record.name))
+            .values(
+                active=record.active,
+                created_at_us=to_us(record.created_at) if record.created_at else now,
+                updated_at_us=to_us(record.updated_at) if record.updated_at else now,
+            )
+        )
+        stored = self.get_asset(record.name)
+        assert stored is not None
+        return stored
 
     def deactivate_asset(self, name: str) -> bool:
         changed = self._write(

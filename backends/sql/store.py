@@ -8,7 +8,7 @@ row version.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from .base import (
     on_cursor,
     rowcount,
     slot,
+    to_us,
 )
 from .schema import ASSET_LEVEL, digest
 from .statements import Statements
@@ -204,6 +205,44 @@ class SQLStore(SQLBase):
         if removed == 0:
             self._require_writable(asset)
         return removed
+
+    def import_store(self, asset: str, entries: Sequence[StoreEntry]) -> int:
+        if not entries:
+            return 0
+        self._ready()
+        now = now_us()
+        rows = [
+            {
+                "partition_hash": slot(e.partition),
+                "key": e.key,
+                "partition_key": e.partition or ASSET_LEVEL,
+                "value": e.value_json,
+                "version": e.version,
+                "updated_at_us": to_us(e.updated_at) if e.updated_at else now,
+            }
+            for e in entries
+        ]
+
+        def work(held: Any, _cursor: Any) -> int:
+            conn = held.conn
+            found = conn.execute(
+                sa.select(ASSETS.c.id).where(ASSETS.c.name_hash == digest(asset)).with_for_update()
+            ).first()
+            if found is None:
+                raise not_found_error(asset)
+            asset_id = int(found.id)
+            for row in rows:
+                conn.execute(
+                    sa.delete(STORE).where(
+                        STORE.c.asset_id == asset_id,
+                        STORE.c.partition_hash == row["partition_hash"],
+                        STORE.c.key == row["key"],
+                    )
+                )
+            conn.execute(sa.insert(STORE), [{"asset_id": asset_id, **row} for row in rows])
+            return len(rows)
+
+        return self._db.transaction(work)
 
     def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
         rows = self._read(

@@ -15,7 +15,7 @@ from .cli_common import CommandFailed, emit_json, json_option, one_line, print_t
 from .config import DEFAULT_CONN_IDS, Connection, Settings
 from .errors import AssetryError, SchemaVersionError, StateNotFoundError
 from .uri import uri_scheme
-from .urls import render_url, scrub_text
+from .urls import render_url, scrub_text, secrets_of
 
 __all__ = ["register", "schema_status"]
 
@@ -287,7 +287,8 @@ def _check_object_storage(name: str, scheme: str, conn: Connection) -> Check:
         options["config_kwargs"] = config_kwargs
         options.setdefault("skip_instance_cache", True)
     fs = fsspec.filesystem(scheme, **options)
-    target = conn.uri.split("://", 1)[1].split("?", 1)[0] if conn.uri else ""
+    url = conn.url
+    target = "/".join(filter(None, [url.host, url.database])) if url is not None else ""
     listed = fs.ls(target, detail=False)
     where = f"{scheme}://{target}" if target else f"{scheme} (listing buckets)"
     return Check(name, "ok", f"{where}: reachable, {len(listed)} entr(y/ies) listed")
@@ -429,7 +430,14 @@ def _run_doctor(settings_factory: Callable[[], Settings]) -> list[Check]:
                         "install its dependencies or uninstall the plugin",
                     )
                 )
-    return checks
+    # every finding leaves through the one scrubber, knowing every configured secret
+    known = secrets_of(settings.backend_url) | secrets_of(dict(settings.backend_options))
+    for conn in settings.connections.values():
+        known |= conn.secrets()
+    return [
+        dataclasses.replace(c, detail=scrub_text(c.detail, known), fix=scrub_text(c.fix, known))
+        for c in checks
+    ]
 
 
 @click.command()

@@ -144,6 +144,12 @@ class Connection:
                 "scheme://user:password@host:port/database?option=value"
             ) from None
 
+    @property
+    def url(self) -> URL | None:
+        """The connection's URI parsed once (SQLAlchemy's immutable URL), or ``None``; its
+        text comes out through :func:`assetry.urls.render_url` only."""
+        return self._parsed()
+
     def _query(self) -> dict[str, Any]:
         """The URI's query parameters (the last value of a repeated one)."""
         parsed = self._parsed()

@@ -13,12 +13,13 @@ means slower.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-__all__ = ["Row", "Timer", "measure", "report"]
+__all__ = ["Row", "Timer", "interleaved", "measure", "report"]
 
 
 class Timer:
@@ -57,6 +58,32 @@ def measure(fn: Callable[[], object], n: int, *, repeat: int = 3) -> float:
     return best / n
 
 
+def interleaved(
+    sides: dict[str, Callable[[], object]], n: int, *, blocks: int = 9
+) -> dict[str, float]:
+    """Seconds per call of each side: ``blocks`` rounds of ``n`` calls per side, the sides
+    alternating block by block (their order reversed every other round), the median block.
+
+    Interleaving exposes every side to the same load on a shared machine and the median
+    keeps one disturbed block from deciding the figure, so a ratio of two sides is stable
+    where best-of-three of back-to-back runs is not.
+    """
+    if n < 1 or blocks < 1:
+        raise ValueError("interleaved() needs n >= 1 and blocks >= 1")
+    names = list(sides)
+    for name in names:  # warm caches and lazy set-up outside the timing
+        sides[name]()
+    spent: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(blocks):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            work = sides[name]
+            with Timer() as timer:
+                for _ in range(n):
+                    work()
+            spent[name].append(timer.seconds / n)
+    return {name: statistics.median(times) for name, times in spent.items()}
+
+
 @dataclass(frozen=True)
 class Row:
     """One comparison: our figure and the baseline's, in ``unit`` (``ops/s``, ``s``, ...)."""
@@ -65,6 +92,12 @@ class Row:
     ours: float
     baseline: float
     unit: str = "ops/s"
+    target: float | None = None  # the least acceptable ratio, when there is one
+
+    @property
+    def missed(self) -> bool:
+        """Whether the ratio is below its target."""
+        return self.target is not None and self.ratio < self.target
 
     @property
     def ratio(self) -> float:
@@ -79,14 +112,20 @@ def _figure(value: float, unit: str) -> str:
 
 
 def report(rows: Iterable[Row], *, title: str | None = None) -> str:
-    """Print ``rows`` as aligned columns ``operation | assetry | baseline | ratio``; return
-    the printed text."""
+    """Print ``rows`` as aligned columns ``operation | assetry | baseline | ratio | target``;
+    return the printed text."""
     rows = list(rows)
-    table = [("operation", "assetry", "baseline", "ratio")] + [
-        (r.operation, _figure(r.ours, r.unit), _figure(r.baseline, r.unit), f"{r.ratio:.2f}x")
+    table = [("operation", "assetry", "baseline", "ratio", "target")] + [
+        (
+            r.operation,
+            _figure(r.ours, r.unit),
+            _figure(r.baseline, r.unit),
+            f"{r.ratio:.2f}x",
+            "" if r.target is None else f">= {r.target}x {'BELOW' if r.missed else 'ok'}",
+        )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(4)]
+    widths = [max(len(line[i]) for line in table) for i in range(5)]
     lines = [title] if title else []
     for i, line in enumerate(table):
         cells = [line[0].ljust(widths[0])] + [

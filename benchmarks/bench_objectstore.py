@@ -297,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and operations")
     parser.add_argument("--rounds", type=int, help="rounds per operation (default 7; quick 3)")
     parser.add_argument("--ops", type=int, help="operations per round (default 100; quick 20)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     ops = args.ops or (20 if args.quick else 100)
@@ -306,8 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.kill()
         server.join(timeout=10)
-    print(report(results, rounds=rounds, ops=ops))
-    return 0
+    text = report(results, rounds=rounds, ops=ops)
+    print(text)
+    return 1 if args.check and "NOT met" in text else 0
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
     python benchmarks/run.py                   # every benchmarks/bench_*.py
     python benchmarks/run.py --quick           # small sizes (passed on to each)
+    python benchmarks/run.py --quick --check   # exit 1 when any target is missed
     python benchmarks/run.py memory sql        # only bench_memory.py and bench_sql.py
     python benchmarks/run.py --list
 
 Each ``bench_<name>.py`` module has ``main(argv) -> int``. A fresh interpreter per benchmark
-keeps their imports, caches and servers apart. Exits 1 when any benchmark fails.
+keeps their imports, caches and servers apart. Exits 1 when any benchmark fails; with
+``--check`` (passed on to each) a missed target is a failure.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, passed to each")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a target is missed (passed to each)"
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     found = discover()
@@ -58,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not selected:
         print(f"no bench_*.py in {HERE}", file=sys.stderr)
         return 1
-    passthrough = ["--quick"] if args.quick else []
+    passthrough = (["--quick"] if args.quick else []) + (["--check"] if args.check else [])
     results: list[tuple[str, int, float]] = []
     for name in selected:
         print(f"\n=== {name} ({found[name].name} {' '.join(passthrough)})".rstrip() + " ===")

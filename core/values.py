@@ -108,20 +108,74 @@ def _check_json(value: Any, path: str, depth: int) -> None:
     )
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_SORTED_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+)
+
+
 def canonical_json(value: Any, *, sort_keys: bool = False) -> str:
     """The one JSON text form assetry writes: compact, non-ASCII kept, NaN/±Infinity refused
     (``ValueError``). ``sort_keys`` gives one text per value, for comparing values that a
     backend may have re-serialised (PostgreSQL's jsonb reorders keys)."""
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
-    )
+    return (_SORTED_ENCODER if sort_keys else _ENCODER).encode(value)
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Whether ``value`` is built only of exact ``dict`` (``str`` keys), ``list``, ``tuple``,
+    ``str``, ``int``, ``float``, ``bool`` and nested ``None``, well within the nesting limit:
+    then the encoder's own checks (NaN, ±Infinity) and a scan of its text (NUL, lone
+    surrogates) are all the validation left. ``False`` means "check it the long way"."""
+    if depth >= MAX_NESTING - 1:
+        return False
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            if item is None or type(item) in _SCALARS:
+                continue
+            if not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            if item is None or type(item) in _SCALARS:
+                continue
+            if not _plain(item, depth + 1):
+                return False
+        return True
+    return kind in _SCALARS
+
+
+def _fast_encode(value: Any) -> tuple[str, bytes] | None:
+    """The canonical text and its UTF-8 bytes of a value that passes every rule of
+    :func:`_check_json`, found without walking it in Python where possible; ``None`` when
+    the value needs the full check (which then names the offending part)."""
+    if value is None or not _plain(value, 0):
+        return None
+    try:
+        text = _ENCODER.encode(value)
+        data = text.encode("utf-8")  # a lone surrogate cannot be encoded
+    except (ValueError, UnicodeEncodeError):
+        return None
+    if "\\u0000" in text:  # a NUL character somewhere (or text that looks like one)
+        return None
+    return text, data
 
 
 def encode_value(value: Any, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
     """Validate a store value and return its canonical JSON text."""
-    _check_json(value, "value", 0)
-    text = canonical_json(value)
-    size = len(text.encode("utf-8"))
+    fast = _fast_encode(value)
+    if fast is None:
+        _check_json(value, "value", 0)
+        text = canonical_json(value)
+        size = len(text.encode("utf-8"))
+    else:
+        text, size = fast[0], len(fast[1])
     if size > max_bytes:
         raise StoreValueError(
             f"value is {size} bytes of JSON, over the limit of {max_bytes} bytes; "

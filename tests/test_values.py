@@ -153,6 +153,20 @@ def test_nul_characters_are_rejected_in_strings_and_keys(value: object) -> None:
         encode_value(value)
 
 
+def test_text_that_only_looks_like_an_escaped_nul_is_accepted() -> None:
+    value = {"path": "C:\\u0000", "deep": [{"k": ["\\u0000"]}]}
+    assert decode_value(encode_value(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": [{"b": {1: "x"}}]}, [{"ok": 1}, {2.5: 1}], {"a": [{"b": {None: 1}}]}],
+)
+def test_non_string_keys_are_rejected_however_deep(value: object) -> None:
+    with pytest.raises(StoreValueError, match="dict keys must be str"):
+        encode_value(value)
+
+
 def test_store_value_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         encode_value(None)

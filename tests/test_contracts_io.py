@@ -174,3 +174,21 @@ def test_engine_errors_arrive_as_assetry_errors_with_nothing_written(
                 handle.con.drop_table(
                     handle.location.table, database=handle.location.schema, force=True
                 )
+
+
+@pytest.mark.parametrize("scheme", ["delta+file", "iceberg+file"])
+def test_lakehouse_tables_follow_the_policy(scheme: str, tmp_path: Path) -> None:
+    pytest.importorskip("deltalake" if scheme.startswith("delta") else "pyiceberg")
+    dispatcher = IOManagerDispatcher(load_settings(backend="memory", environ={}))
+    path = f"{tmp_path}/d" if scheme.startswith("delta") else f"{tmp_path}/wh/ns"
+    fixed = Asset(uri=f"{scheme}://{path}/fixed")
+    growing = Asset(uri=f"{scheme}://{path}/growing", schema_evolution="add_columns")
+    with dispatcher.connect(fixed) as handle:
+        handle.insert(pa.table({"id": [1, 2]}))
+        with pytest.raises(SchemaMismatchError):
+            handle.insert(pa.table({"id": [3], "note": ["n"]}))
+        assert handle.to_pyarrow().num_rows == 2
+    with dispatcher.connect(growing) as handle:
+        handle.insert(pa.table({"id": [1, 2]}))
+        handle.insert(pa.table({"id": [3], "note": ["n"]}))
+        assert [r["note"] for r in _rows(handle)] == [None, None, "n"]

@@ -25,6 +25,7 @@ from .cli_common import (
     yes_option,
 )
 from .contracts import AssetContract
+from .freshness import assess_assets
 from .instance import Instance
 from .models import Asset
 from .values import encode_value, validate_key
@@ -54,22 +55,32 @@ def assets() -> None:
     default=None,
     help="Only active, or only inactive, assets (default: all).",
 )
+@click.option(
+    "--late",
+    is_flag=True,
+    help="Only assets late or stale against their declared freshness; exit 1 if any.",
+)
 @json_option
-def assets_list(active: bool | None) -> None:
-    """Registered assets with their newest event."""
+def assets_list(active: bool | None, late: bool) -> None:
+    """Registered assets with their newest event (and freshness, when declared)."""
     backend = state().instance(create=False).backend
     records = backend.list_assets(active=active)
     latest = backend.latest_events([r.name for r in records]) if records else {}
+    judged = assess_assets(backend, records, latest)
+    if late:
+        records = [r for r in records if judged[r.name].overdue]
     if state().json:
         emit_json(
             [
                 {
                     **r.to_dict(),
                     "latest_event": latest[r.name].to_dict() if r.name in latest else None,
+                    "freshness_status": judged[r.name].status,
                 }
                 for r in records
             ]
         )
+        _exit_if_late(late, records)
         return
     rows = [
         (
@@ -79,15 +90,23 @@ def assets_list(active: bool | None) -> None:
             "yes" if r.active else "no",
             latest[r.name].id if r.name in latest else "",
             when(latest[r.name].timestamp) if r.name in latest else "",
+            "" if judged[r.name].status == "undeclared" else judged[r.name].status,
         )
         for r in records
     ]
     print_table(
         None,
-        ["name", "uri", "group", "active", "last event", "last event at"],
+        ["name", "uri", "group", "active", "last event", "last event at", "freshness"],
         rows,
-        empty="no assets are registered",
+        empty="no asset is late" if late else "no assets are registered",
     )
+    _exit_if_late(late, records)
+
+
+def _exit_if_late(late: bool, overdue: list[Any]) -> None:
+    """``--late``: exit 1 when any asset is late or stale (for cron and alerting)."""
+    if late and overdue:
+        click.get_current_context().exit(1)
 
 
 def _contract_rows(contract: AssetContract) -> list[tuple[str, str]]:

@@ -200,3 +200,33 @@ def test_anonymous_read_server_shows_pages_without_sign_in(instance: Instance) -
 def test_root_leads_to_the_view(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 307 and response.headers["location"] == "/ui/"
+
+
+def test_pages_show_fresh_late_and_stale_against_the_declared_freshness(
+    client: TestClient, instance: Instance
+) -> None:
+    import datetime as dt
+
+    from assetry.contracts import Freshness
+
+    now = dt.datetime.now(dt.UTC)
+    hour = dt.timedelta(hours=1)
+    instance.record_event(Asset("hourly", freshness=hour), timestamp=now - 90 * hour / 60)
+    instance.record_event(Asset("daily", freshness=dt.timedelta(days=1)), timestamp=now)
+    parts = Asset("parts", freshness=Freshness(hour, per_partition=True))
+    instance.record_event(parts, partition_key="p-new", timestamp=now)
+    instance.record_event(parts, partition_key="p-old", timestamp=now - 5 * hour)
+    sign_in(client, ADMIN)
+    page = client.get("/ui/").text
+    row = {
+        name: page.split(f">{name}</a>")[1].split("</tr>")[0]
+        for name in ("hourly", "daily", "parts", "orders")
+    }
+    assert '<span class="status late">late</span>' in row["hourly"]
+    assert '<span class="status fresh">fresh</span>' in row["daily"]
+    assert '<span class="status stale">stale</span>' in row["parts"]  # its worst partition
+    assert 'class="status undeclared"' in row["orders"]  # nothing declared: not judged
+    asset = client.get("/ui/asset?name=parts").text
+    partitions = asset.split('id="partitions"')[1]
+    assert partitions.split("p-old")[2].split("</tr>")[0].count("status stale") == 1
+    assert partitions.split("p-new")[2].split("</tr>")[0].count("status fresh") == 1

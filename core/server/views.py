@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..backend import EventQuery
+from ..freshness import assess, assess_assets
 from ..models import AssetEvent, validate_name
 from ..urls import render_url
 from ..values import validate_partition_key
@@ -222,12 +223,13 @@ def assets_page(request: Request, group: str | None = None) -> Response:
         if scope.visible(r) and (group is None or r.group == group)
     ]
     latest = scope.backend.latest_events([r.name for r in records]) if records else {}
+    judged = assess_assets(scope.backend, records, latest)
     groups = sorted({r.group for r in scope.backend.list_assets() if scope.visible(r)})
     return _render(
         request,
         "assets.html",
         principal=scope.principal,
-        assets=[(r, latest.get(r.name)) for r in records],
+        assets=[(r, latest.get(r.name), judged[r.name]) for r in records],
         groups=groups,
         group=group,
     )
@@ -273,11 +275,9 @@ def asset_page(request: Request, name: str | None = None) -> Response:
         return record
     backend = scope.backend
     latest = backend.latest_events([record.name]).get(record.name)
-    partitions = sorted(
-        backend.latest_partition_events(record.name).items(),
-        key=lambda item: item[1].id,
-        reverse=True,
-    )
+    by_partition = backend.latest_partition_events(record.name)
+    judged = assess(record, latest, by_partition)
+    partitions = sorted(by_partition.items(), key=lambda item: item[1].id, reverse=True)
     store_partitions = backend.store_partitions(record.name)
     store = [(None, backend.store_entries(record.name))] + [
         (p, backend.store_entries(record.name, p)) for p in store_partitions[:MAX_PARTITIONS_SHOWN]
@@ -289,6 +289,7 @@ def asset_page(request: Request, name: str | None = None) -> Response:
         principal=scope.principal,
         asset=record,
         latest=latest,
+        judged=judged,
         partitions=partitions,
         store=store,
         more_partitions=max(0, len(store_partitions) - MAX_PARTITIONS_SHOWN),

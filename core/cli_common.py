@@ -43,6 +43,7 @@ __all__ = [
     "partition_arg",
     "print_table",
     "read_json_argument",
+    "read_stdin",
     "record_of",
     "state",
     "stdin_is_terminal",
@@ -355,7 +356,7 @@ def parse_age(text: str, param_hint: str) -> dt.timedelta:
 def read_json_argument(value: str, param_hint: str, *, object_only: bool = False) -> Any:
     """JSON text given on the command line (``-``: standard input), else a usage error."""
     if value == "-":
-        value = click.get_text_stream("stdin").read().strip()
+        value = read_stdin(param_hint).strip()
     try:
         decoded = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -372,3 +373,14 @@ def read_json_argument(value: str, param_hint: str, *, object_only: bool = False
             'must be a JSON object such as {"rows": 25}', param_hint=param_hint
         )
     return decoded
+
+
+def read_stdin(param_hint: str) -> str:
+    """Standard input as text; input that is not valid UTF-8 is a usage error (never stored
+    as U+FFFD)."""
+    try:
+        return click.get_text_stream("stdin").read()
+    except UnicodeDecodeError:
+        raise click.BadParameter(
+            "standard input is not valid UTF-8", param_hint=param_hint
+        ) from None

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import click
@@ -19,6 +18,7 @@ from .cli_common import (
     err_console,
     json_option,
     print_table,
+    read_json_argument,
     state,
     yes_option,
 )
@@ -80,15 +80,7 @@ def open_instance(text: str, options: dict[str, Any], *, create: bool = True) ->
 
 
 def _json_options(text: str | None, what: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON ({exc.msg})", param_hint=what) from None
-    if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object", param_hint=what)
-    return value
+    return read_json_argument(text, what, object_only=True) if text else {}
 
 
 @click.command("copy")

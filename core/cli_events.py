@@ -269,7 +269,8 @@ def _policy_from(
             )
         return configured
     age = parse_age(older_than, "--older-than") if older_than is not None else None
-    return RetentionPolicy(keep_last=keep_last, older_than=age)
+    with bad_input("--older-than"):
+        return RetentionPolicy(keep_last=keep_last, older_than=age)
 
 
 def _print_prune(results: list[PruneResult], policy: RetentionPolicy, dry_run: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .cli_common import (
+    MAX_ID,
     CommandFailed,
     bad_input,
     compact,
@@ -18,6 +19,7 @@ from .cli_common import (
     partition_arg,
     print_table,
     read_json_argument,
+    read_stdin,
     record_of,
     state,
     when,
@@ -346,7 +348,7 @@ def store_get(asset: str, key: str, partition: str | None) -> None:
 def _read_value(value: str, as_string: bool) -> Any:
     """The value to store: JSON text, ``-`` for standard input, or a plain string."""
     if as_string:
-        return click.get_text_stream("stdin").read() if value == "-" else value
+        return read_stdin("VALUE") if value == "-" else value
     return read_json_argument(value, "VALUE")
 
 
@@ -359,7 +361,7 @@ def _read_value(value: str, as_string: bool) -> Any:
 @click.option("--if-absent", is_flag=True, help="Write only if KEY is not set yet.")
 @click.option(
     "--expected-version",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ID),
     help="Write only if KEY is at this version (compare-and-set).",
 )
 @json_option

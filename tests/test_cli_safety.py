@@ -251,17 +251,17 @@ def test_read_only_commands_create_no_tables_in_an_empty_postgresql_database(
 
 # -- tables show text literally ----------------------------------------------------------------
 
-_TEXT = (
-    st.text(
-        st.characters(
-            blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp", "Mn", "Me", "Cf"),
-        ),
-        min_size=1,
-        max_size=30,
-    )
-    .map(str.strip)
-    .filter(bool)
+# printable text (no control, zero-width or lone modifier characters: a terminal cannot show
+# those by themselves), and text shaped like rich markup, emoji codes and TOML tables
+_PLAIN = st.text(
+    st.characters(
+        blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp", "Mn", "Me", "Cf", "Sk"),
+    ),
+    min_size=1,
+    max_size=30,
 )
+_MARKUP = st.from_regex(r"\A(\[/?[a-z.= #0-9]{0,12}\]|:[a-z_]{1,8}:|[a-z ]{0,5}){1,6}\Z")
+_TEXT = st.one_of(_PLAIN, _MARKUP).map(str.strip).filter(bool)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -323,6 +323,8 @@ def test_doctor_keeps_brackets_of_setting_names(tmp_path: Path) -> None:
         ("events", "list", "orders", "--since", "0001-01-01T00:00:00+01:00"),
         ("events", "list", "orders", "--until", "9999-12-31T23:59:59-01:00"),
         ("events", "prune", "--older-than", "1e400d"),
+        ("events", "prune", "--older-than", "0s"),
+        ("events", "prune", "--older-than", "PT0S", "--dry-run"),
         ("events", "prune", "--older-than", "99999999999999999999999w"),
         ("events", "prune", "--keep-last", str(2**64)),
         ("events", "tail", "--interval", "1e300", "--timeout", "0"),
@@ -358,3 +360,23 @@ def test_events_list_shows_the_newest_by_default(url: str) -> None:
     assert [e["id"] for e in json.loads(desc.stdout)] == [6, 5]
     table = run("--url", url, "events", "list", "orders", "--limit", "2")
     assert "newest 2 shown" in table.stderr
+
+
+@pytest.mark.parametrize("extra", [(), ("--string",)])
+def test_invalid_utf8_on_standard_input_is_refused(url: str, extra: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(
+        main, ["--url", url, "store", "set", "orders", "k", "-", *extra], input=b"\xff\xfe\n"
+    )
+    assert result.exit_code == 2, result.output
+    assert "standard input is not valid UTF-8" in result.output
+    with state(url) as inst:
+        assert inst.asset_store("orders").keys() == ["watermark"]
+
+
+@pytest.mark.parametrize("options", ["[" * 100_000, '{"a": ' + "1" * 5000 + "}", "[1]"])
+def test_copy_options_that_are_not_a_json_object_are_usage_errors(
+    url: str, tmp_path: Path, options: str
+) -> None:
+    result = run("copy", url, f"sqlite:///{tmp_path / 'dst.db'}", "--dst-options", options)
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "dst.db").exists()

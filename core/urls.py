@@ -339,10 +339,12 @@ def parse_database_url(url: str | URL) -> URL:
 # ``scheme://user:password@``: as SQLAlchemy reads it, the password runs to the last ``@``
 # of the URL's user-info, so one holding an unencoded ``/``, ``#`` or ``?`` is still hidden.
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'\"]*):(?P<pw>[^\s@'\"]*)@")
-_QUERY_PAIR = re.compile(r"(?P<name>[^&;=?#\s]+)=(?P<value>[^&;#\s]*)")
+_QUERY_PAIR = re.compile(r"(?<![^&;=?#\s])(?P<name>[^&;=?#\s]+)=(?P<value>[^&;#\s]*)")
 # ``name=value``, ``name: value``, ``"name": "value"`` in free text.
 _TEXT_PAIR = re.compile(
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<q1>[\"']?)(?P<sep>\s*[=:]\s*)"
+    # (a name starts only where no name character precedes it: else a long word is tried
+    # from each of its positions, which is quadratic)
+    r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<q1>[\"']?)(?P<sep>\s*[=:]\s*)"
     r"(?:(?P<q2>[\"'])(?P<quoted>.*?)(?P=q2)|(?P<bare>[^\s&;,'\")}\]]+))"
 )
 

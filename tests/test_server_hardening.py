@@ -127,6 +127,19 @@ def test_event_fields_over_the_limits_answer_422(
     assert field in _error(raw, 422)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"consumer": "c" * 70_000, "cursors": {"orders": 1}},
+        {"consumer": "c", "cursors": {"o" * 70_000: 1}},
+        {"consumer": "", "cursors": {"orders": 1}},
+    ],
+)
+def test_cursors_with_over_long_names_answer_422(client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post("/api/v1/backend/set_cursors", json=body, headers=bearer(ADMIN))
+    assert "consumer" in _error(response, 422) or "cursors" in response.text
+
+
 def test_events_at_the_limits_are_stored(client: TestClient, instance: Instance) -> None:
     body = {"source_run_id": "r" * 1024, "aliases": [f"a{i}" for i in range(100)]}
     response = client.post("/api/v1/events/orders", json=body, headers=bearer(ADMIN))
@@ -319,3 +332,18 @@ def test_slow_half_open_connections_are_dropped(monkeypatch: pytest.MonkeyPatch)
             time.sleep(0.2)
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")
         sock.close()
+
+
+def test_error_bodies_with_long_words_are_scrubbed_in_linear_time() -> None:
+    """A 70,000-character name in an invalid request is echoed in the error's location;
+    masking secrets in that text must not backtrack from every position (minutes of CPU)."""
+    from assetry.urls import scrub_text
+
+    for text in ("o" * 70_000, "x://h/p?" + "q" * 70_000, "a" * 70_000 + "=1 token=s3cr3t"):
+        started = time.monotonic()
+        scrubbed = scrub_text(text)
+        assert time.monotonic() - started < 1.0
+    assert "s3cr3t" not in scrubbed
+    assert scrub_text("see password=hunter2 and url postgresql://u:pw@h/db?sslpassword=x") == (
+        "see password=*** and url postgresql://u:***@h/db?sslpassword=***"
+    )

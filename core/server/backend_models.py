@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..backend import ANY_VERSION, AssetRecord, NewEvent, StoreEntry, StoreWrite
 from ..contracts import DEFAULT_CONTRACT, AssetContract
-from ..models import AssetEvent
+from ..models import MAX_NAME_LENGTH, AssetEvent
 from .protocol import MAX_EVENTS_PER_REQUEST
 from .schemas import MAX_ID, Aliases, AssetOut, ContractOut, EventOut, SourceId, Text
 
@@ -26,6 +26,9 @@ MAX_RAW_PAGE = MAX_EVENTS_PER_REQUEST
 _forbid = ConfigDict(extra="forbid")
 Name = Annotated[Text, Field(description="An asset name.")]
 Id = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
+#: A name that is stored (a consumer, the assets of its cursors): what every backend's
+#: name columns hold.
+BoundedName = Annotated[Text, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 
 
 # -- request bodies --------------------------------------------------------------------------
@@ -164,8 +167,8 @@ class ConsumerIn(BaseModel):
 
 class SetCursorsIn(BaseModel):
     model_config = _forbid
-    consumer: Text
-    cursors: dict[Text, Id]
+    consumer: BoundedName
+    cursors: dict[BoundedName, Id]
 
 
 class SweepIn(BaseModel):

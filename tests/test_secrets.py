@@ -358,6 +358,15 @@ def test_backend_urls_and_connections_never_show_their_secret(
         "ASSETRY_CONN_POSTGRES_DEFAULT": connection_json(secret, login="etl"),
         "ASSETRY_CONN_MYSQL_DEFAULT": connection_json(secret, login="nobody"),
         "ASSETRY_CONN_ASSETRY_DEFAULT": connection_json(secret),
+        "ASSETRY_CONN_AZURE_DEFAULT": json.dumps(
+            {
+                "account_name": "acct",
+                "account_key": secret,
+                "sas_token": secret,
+                "connection_string": f"AccountName=acct;AccountKey={quote(secret, safe='')}",
+            }
+        ),
+        "ASSETRY_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps({"token": secret, "project": "p"}),
         "ASSETRY_CONN_AWS_DEFAULT": connection_json(
             secret, key="testing", endpoint_url=f"http://{DEAD}", config_kwargs=NO_RETRY
         ),
@@ -551,4 +560,32 @@ def test_backend_secrets_stay_hidden_at_a_larger_size(
 ) -> None:
     test_backend_urls_and_connections_never_show_their_secret.hypothesis.inner_test(  # type: ignore[attr-defined]
         backend_base, secret, which, caplog, monkeypatch
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.services
+@pytest.mark.parametrize("io_target", IO_TARGETS, indirect=True)
+@SLOW
+@given(secret=secret_values, which=st.integers(min_value=0, max_value=3))
+def test_io_manager_secrets_stay_hidden_at_a_larger_size(
+    io_target: IOTarget,
+    secret: str,
+    which: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    test_io_managers_never_show_a_connections_secret.hypothesis.inner_test(  # type: ignore[attr-defined]
+        io_target, secret, which, caplog, monkeypatch
+    )
+
+
+@pytest.mark.slow
+@SLOW
+@given(secret=secret_values, which=st.integers(min_value=0, max_value=len(SECRET_PARAMS) + 1))
+def test_server_secrets_stay_hidden_at_a_larger_size(
+    secret: str, which: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    test_server_error_bodies_pages_and_logs_never_show_the_backends_secret.hypothesis.inner_test(  # type: ignore[attr-defined]
+        secret, which, caplog
     )

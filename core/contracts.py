@@ -88,8 +88,9 @@ class Freshness:
 
 def _schema_of(value: object) -> dict[str, Any]:
     """A JSON Schema dict from a dict or a pydantic model class, checked as a schema."""
-    if isinstance(value, type) and callable(getattr(value, "model_json_schema", None)):
-        schema = value.model_json_schema()
+    to_schema = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
+    if callable(to_schema):  # a pydantic model class
+        schema = to_schema()
     elif isinstance(value, Mapping):
         schema = dict(value)
     else:

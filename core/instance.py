@@ -7,6 +7,7 @@ import heapq
 import inspect
 import shlex
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,6 +88,8 @@ class Instance:
         self._io_manager_options = dict(io_manager_options or {})
         self._dispatcher: IOManagerDispatcher | None = None
         self._known: dict[str, str] = {}
+        #: asset name -> (its stored record, when it was read): contracts for event checks
+        self._contracts: dict[str, tuple[AssetRecord | None, float]] = {}
         self._watched: dict[str, Asset] = {}  # assets with watchers, for watch()
         self._lock = threading.Lock()
 
@@ -145,6 +148,7 @@ class Instance:
         )
         with self._lock:
             self._known[asset.name] = asset.uri
+            self._contracts[asset.name] = (record, time.monotonic())
             if asset.watchers:
                 self._watched[asset.name] = asset
         return record
@@ -327,7 +331,22 @@ class Instance:
         they are appended (:class:`ValidationError` naming the field). Skipped where the
         backend checks them itself (the HTTP backend: the server does)."""
         if events and not getattr(self.backend, "checks_contracts", False):
-            check_new_events(self.backend.get_asset, events)
+            check_new_events(self._contract_record, events)
+
+    #: Seconds a stored contract read for event checks is reused: a contract that another
+    #: process replaces is enforced here within this time (this process's own at once).
+    contract_ttl: float = 2.0
+
+    def _contract_record(self, name: str) -> AssetRecord | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._contracts.get(name)
+        if cached is not None and now - cached[1] < self.contract_ttl:
+            return cached[0]
+        record = self.backend.get_asset(name)
+        with self._lock:
+            self._contracts[name] = (record, now)
+        return record
 
     def events(
         self,

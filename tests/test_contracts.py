@@ -258,3 +258,23 @@ def test_assets_show_prints_the_contract(tmp_path: Path) -> None:
     shown = CliRunner().invoke(main, ["--url", url, "--json", "assets", "show", "orders"])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["contract"]["extra_schema"] == SCHEMA
+
+
+def test_assetry_events_record_is_checked(tmp_path: Path) -> None:
+    from assetry.cli import main
+    from click.testing import CliRunner
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    with Instance("sql", url=url) as instance:
+        instance.register(_orders())
+    bad = CliRunner().invoke(
+        main, ["--url", url, "events", "record", "orders", "--extra", '{"rows": "x"}']
+    )
+    assert bad.exit_code != 0
+    assert "field rows" in bad.output
+    good = CliRunner().invoke(
+        main, ["--url", url, "events", "record", "orders", "--extra", '{"rows": 4}']
+    )
+    assert good.exit_code == 0, good.output
+    with Instance("sql", url=url) as instance:
+        assert [e.extra for e in instance.events("orders")] == [{"rows": 4}]

@@ -6,6 +6,7 @@ atomic task run, a watcher poll); :class:`BufferedAssetStore` is the store API o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,54 @@ class AssetStore:
         if self.partition_key is None:
             return self._backend.store_clear(self.asset, all_partitions=True)
         return self._backend.store_clear(self.asset, self.partition_key)
+
+    # -- async twins (Airflow 3.3's aget/aset/adelete/aclear) ----------------------------------
+    # No backend has a native async driver yet: each call runs the blocking one in a worker
+    # thread (asyncio.to_thread), so a coroutine never blocks the event loop.
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async :meth:`get`."""
+        return await asyncio.to_thread(self.get, key, default)
+
+    async def aset(self, key: str, value: Any) -> int:
+        """Async :meth:`set`."""
+        return await asyncio.to_thread(self.set, key, value)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`."""
+        return await asyncio.to_thread(self.delete, key)
+
+    async def aclear(self) -> int:
+        """Async :meth:`clear`."""
+        return await asyncio.to_thread(self.clear)
+
+    async def aget_entry(self, key: str) -> StoreEntry | None:
+        """Async :meth:`get_entry`."""
+        return await asyncio.to_thread(self.get_entry, key)
+
+    async def acompare_and_set(self, key: str, value: Any, *, expected_version: int | None) -> int:
+        """Async :meth:`compare_and_set`."""
+        return await asyncio.to_thread(
+            lambda: self.compare_and_set(key, value, expected_version=expected_version)
+        )
+
+    async def aupdate(
+        self, key: str, fn: Callable[[Any], Any], default: Any = None, *, timeout: float = 60.0
+    ) -> Any:
+        """Async :meth:`update` (``fn`` runs in the worker thread)."""
+        return await asyncio.to_thread(lambda: self.update(key, fn, default, timeout=timeout))
+
+    async def aadvance(self, key: str, value: Any, *, timeout: float = 60.0) -> bool:
+        """Async :meth:`advance`."""
+        return await asyncio.to_thread(lambda: self.advance(key, value, timeout=timeout))
+
+    async def akeys(self) -> list[str]:
+        """Async :meth:`keys`."""
+        return await asyncio.to_thread(self.keys)
+
+    async def aitems(self) -> dict[str, Any]:
+        """Async :meth:`items`."""
+        return await asyncio.to_thread(self.items)
 
     # -- beyond the seed -------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
 #: The keys of a task's context; a parameter with one of these names receives its value.
 CONTEXT_KEYS: tuple[str, ...] = (
     "asset_store",
+    "asset_state_store",
     "io_manager",
     "outlet_events",
     "inlet_events",
@@ -210,3 +211,21 @@ class TaskAssetStores:
     def partition(self, partition_key: str) -> AssetStore:
         """The store of one partition of the only asset."""
         return self._single("partition").partition(partition_key)
+
+    # -- async twins of the shorthand (a worker thread each, see AssetStore.aget) ----------
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async :meth:`get`."""
+        return await self._single("aget").aget(key, default)
+
+    async def aset(self, key: str, value: Any) -> int:
+        """Async :meth:`set`."""
+        return await self._single("aset").aset(key, value)
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`."""
+        return await self._single("adelete").adelete(key)
+
+    async def aclear(self) -> int:
+        """Async :meth:`clear`."""
+        return await self._single("aclear").aclear()

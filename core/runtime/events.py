@@ -8,7 +8,7 @@ through aliases; ``context["inlet_events"]`` reads each inlet's events lazily;
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -30,17 +30,52 @@ __all__ = [
 ]
 
 
-class OutletEventAccessor:
-    """``context["outlet_events"][asset]``: the extra of the event the run will record."""
+def _partition_keys(keys: str | Iterable[str]) -> list[str]:
+    """``keys`` (one key or several) checked as partition keys."""
+    if isinstance(keys, str):
+        keys = [keys]
+    return [validate_partition_key(k) for k in keys]
 
-    __slots__ = ("asset", "extra")
+
+class _ForAsset:
+    """``for_asset(name=..., uri=...)`` and ``for_asset_alias(name=...)``, as in Airflow."""
+
+    def __getitem__(self, key: Any) -> Any:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
+
+    def for_asset(self, *, name: str | None = None, uri: str | None = None) -> Any:
+        """The entry of the asset with this name and/or URI."""
+        if name and uri:
+            return self[Asset(name=name, uri=uri)]
+        if name:
+            return self[Asset.ref(name=name)]
+        if uri:
+            return self[Asset.ref(uri=uri)]
+        raise ValueError("for_asset() needs name= or uri=")
+
+    def for_asset_alias(self, *, name: str) -> Any:
+        """The entry of the alias ``name``."""
+        return self[AssetAlias(name)]
+
+
+class OutletEventAccessor:
+    """``context["outlet_events"][asset]``: the extra of the event the run will record, and
+    the partitions it is recorded in (``add_partitions``: one event per partition key)."""
+
+    __slots__ = ("asset", "extra", "partition_keys")
 
     def __init__(self, asset: Asset) -> None:
         self.asset = asset
         self.extra: dict[str, Any] = {}
+        self.partition_keys: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OutletEventAccessor(asset={self.asset!r}, extra={self.extra!r})"
+
+    def add_partitions(self, keys: str | list[str]) -> None:
+        """Record the outlet's event in these partitions (one event each) when the run
+        succeeds, instead of in the run's partition."""
+        self.partition_keys.update(_partition_keys(keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +88,32 @@ class _AliasEmission:
 class AliasEventAccessor:
     """``context["outlet_events"][alias]``: emit events to assets chosen while running."""
 
-    __slots__ = ("_default_partition", "alias", "emissions")
+    __slots__ = ("_default_partition", "_resolve", "alias", "emissions")
 
-    def __init__(self, alias: AssetAlias, default_partition: str | None) -> None:
+    def __init__(
+        self,
+        alias: AssetAlias,
+        default_partition: str | None,
+        resolve: Callable[[AssetRef], Asset] | None = None,
+    ) -> None:
         self.alias = alias
         self.emissions: list[_AliasEmission] = []
         self._default_partition = default_partition
+        self._resolve = resolve
+
+    def add_partitions(self, keys: str | list[str]) -> None:
+        """Not for aliases (as in Airflow): pass ``partition_key=`` to :meth:`add`."""
+        raise TypeError(
+            f"add_partitions() is for an asset's outlet events, not {self.alias!r}: "
+            "pass partition_key= to add()"
+        )
 
     def __repr__(self) -> str:
         return f"AliasEventAccessor(alias={self.alias!r}, emissions={len(self.emissions)})"
 
     def add(
         self,
-        asset: Asset,
+        asset: Asset | AssetRef,
         extra: Mapping[str, Any] | None = None,
         *,
         partition_key: str | None = None,
@@ -74,8 +122,11 @@ class AliasEventAccessor:
 
         The asset is registered if it is new. Asset names are unique: an asset whose name is
         registered with another URI is a :class:`ConflictError` when the run ends, and the
-        run records nothing (give each asset its own name).
+        run records nothing (give each asset its own name). An ``Asset.ref(...)`` is resolved
+        against the registry now (active assets only).
         """
+        if isinstance(asset, AssetRef) and self._resolve is not None:
+            asset = self._resolve(asset)
         if not isinstance(asset, Asset):
             raise TypeError(
                 f"outlet_events[{self.alias!r}].add() needs an Asset, not {type(asset).__name__}"
@@ -89,7 +140,7 @@ class AliasEventAccessor:
         )
 
 
-class OutletEvents:
+class OutletEvents(_ForAsset):
     """``context["outlet_events"]``: per outlet, the extra of its event; per alias, ``add``."""
 
     def __init__(
@@ -98,7 +149,9 @@ class OutletEvents:
         aliases: Mapping[str, AssetAlias],
         task_id: str,
         partition_key: str | None,
+        resolve: Callable[[AssetRef], Asset] | None = None,
     ) -> None:
+        self._resolve = resolve
         self._outlets = dict(outlets)
         self._aliases = dict(aliases)
         self._task_id = task_id
@@ -120,7 +173,7 @@ class OutletEvents:
                 )
             accessor = self._alias_accessors.get(alias.name)
             if accessor is None:
-                accessor = AliasEventAccessor(alias, self._partition_key)
+                accessor = AliasEventAccessor(alias, self._partition_key, self._resolve)
                 self._alias_accessors[alias.name] = accessor
             return accessor
         asset = lookup(self._outlets, key, "outlets", self._task_id)
@@ -140,6 +193,11 @@ class OutletEvents:
         acc = self._assets.get(name)
         return acc.extra if acc is not None else {}
 
+    def partition_keys_of(self, name: str) -> list[str]:
+        """The partitions ``add_partitions`` named for outlet ``name``, sorted."""
+        acc = self._assets.get(name)
+        return sorted(acc.partition_keys) if acc is not None else []
+
     def alias_emissions(self) -> Iterator[tuple[AssetAlias, _AliasEmission]]:
         for accessor in self._alias_accessors.values():
             for emission in accessor.emissions:
@@ -149,9 +207,11 @@ class OutletEvents:
 class InletEvents(Sequence[AssetEvent]):
     """``context["inlet_events"][asset]``: the asset's events, ascending, fetched lazily.
 
-    ``after``/``before`` take an event id (exclusive) or a datetime (``after`` inclusive of
-    that time, ``before`` exclusive); ``limit`` keeps the first ``n``; ``partition_key``
-    keeps one partition. Each returns a new, still lazy, sequence. For an alias the events
+    ``after``/``before`` take an event id (exclusive) or a datetime or ISO 8601 string
+    (``after`` inclusive of that time, ``before`` exclusive; a string without an offset is
+    UTC); ``limit`` keeps the first ``n``; ``partition_key`` keeps one partition;
+    ``ascending(False)`` reverses the order (``limit`` then keeps the newest ``n``). Each
+    returns a new, still lazy, sequence. For an alias the events
     are those emitted through it, ordered by time, and bounds must be datetimes.
     """
 
@@ -168,7 +228,9 @@ class InletEvents(Sequence[AssetEvent]):
         until: dt.datetime | None = None,
         partition_key: str | None = None,
         limit: int | None = None,
+        descending: bool = False,
     ) -> None:
+        self._descending = descending
         self._instance = instance
         self.target = target
         self._after = after
@@ -189,19 +251,24 @@ class InletEvents(Sequence[AssetEvent]):
             "until": self._until,
             "partition_key": self._partition_key,
             "limit": self._limit,
+            "descending": self._descending,
         }
         state.update(changes)
         return InletEvents(self._instance, self.target, **state)
 
-    def after(self, bound: int | dt.datetime) -> InletEvents:
-        """Only events after ``bound`` (an id, exclusive, or a datetime, inclusive)."""
+    def after(self, bound: int | dt.datetime | str) -> InletEvents:
+        """Only events after ``bound`` (an id, exclusive, or a time, inclusive)."""
+        if isinstance(bound, str):
+            bound = _parse_time(bound)
         if isinstance(bound, dt.datetime):
             _aware(bound)
             return self._copy(since=bound)
         return self._copy(after=self._event_id(bound))
 
-    def before(self, bound: int | dt.datetime) -> InletEvents:
-        """Only events before ``bound`` (an id or a datetime, both exclusive)."""
+    def before(self, bound: int | dt.datetime | str) -> InletEvents:
+        """Only events before ``bound`` (an id or a time, both exclusive)."""
+        if isinstance(bound, str):
+            bound = _parse_time(bound)
         if isinstance(bound, dt.datetime):
             _aware(bound)
             return self._copy(until=bound)
@@ -212,6 +279,10 @@ class InletEvents(Sequence[AssetEvent]):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError("limit must be a non-negative int")
         return self._copy(limit=n if self._limit is None else min(n, self._limit))
+
+    def ascending(self, ascending: bool = True) -> InletEvents:
+        """Oldest first (the default), or newest first with ``ascending(False)``."""
+        return self._copy(descending=not ascending)
 
     def partition_key(self, key: str) -> InletEvents:
         """Only events of partition ``key``."""
@@ -227,7 +298,13 @@ class InletEvents(Sequence[AssetEvent]):
             raise TypeError(f"an event bound must be an event id or a datetime, not {bound!r}")
         return bound
 
-    def _fetch(self, after: int | None, limit: int | None, descending: bool) -> list[AssetEvent]:
+    def _fetch(
+        self,
+        after: int | None,
+        limit: int | None,
+        descending: bool,
+        before: int | None = None,
+    ) -> list[AssetEvent]:
         if isinstance(self.target, AssetAlias):
             return self._instance.events(
                 self.target,
@@ -241,7 +318,7 @@ class InletEvents(Sequence[AssetEvent]):
             EventQuery(
                 self.target.name,
                 after=after,
-                before=self._before,
+                before=self._before if before is None else before,
                 since=self._since,
                 until=self._until,
                 partition_key=self._partition_key,
@@ -251,14 +328,18 @@ class InletEvents(Sequence[AssetEvent]):
         )
 
     def __iter__(self) -> Iterator[AssetEvent]:
+        descending = self._descending
         if isinstance(self.target, AssetAlias):
-            yield from self._fetch(None, self._limit, False)
+            yield from self._fetch(None, self._limit, descending)
             return
         remaining = self._limit
-        cursor = self._after
+        cursor = self._before if descending else self._after
         while remaining is None or remaining > 0:
             size = self._PAGE if remaining is None else min(self._PAGE, remaining)
-            page = self._fetch(cursor, size, False)
+            if descending:
+                page = self._fetch(self._after, size, True, before=cursor)
+            else:
+                page = self._fetch(cursor, size, False)
             yield from page
             if remaining is not None:
                 remaining -= len(page)
@@ -283,6 +364,8 @@ class InletEvents(Sequence[AssetEvent]):
             return list(self)[index]
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"inlet events are indexed by int or slice, not {type(index).__name__}")
+        if self._descending:  # newest first: position i is the i-th newest
+            return list(self)[index] if self._limit is not None else self._reversed_at(index)
         if index >= 0:
             if self._limit is not None and index >= self._limit:
                 raise IndexError(f"inlet event index {index} out of range")
@@ -295,15 +378,28 @@ class InletEvents(Sequence[AssetEvent]):
             raise IndexError(f"inlet event index {index} out of range for {self.target!r}")
         return page[-1]
 
+    def _reversed_at(self, index: int) -> AssetEvent:
+        ascending = self._copy(descending=False)
+        return ascending[-index - 1]
+
+
+def _parse_time(text: str) -> dt.datetime:
+    """An ISO 8601 time bound; without an offset it is UTC (as Airflow reads it)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"an event time bound must be ISO 8601, not {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
 
 def _aware(moment: dt.datetime) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("event time bounds must be timezone-aware datetimes")
 
 
-class InletEventAccessors(Mapping[Any, InletEvents]):
+class InletEventAccessors(_ForAsset, Mapping[Any, InletEvents]):
     """``context["inlet_events"]``: the events of each inlet (asset, resolved reference or
-    alias), as lazy :class:`InletEvents` sequences."""
+    alias), as lazy :class:`InletEvents` sequences; ``[0]`` is the first declared inlet."""
 
     def __init__(
         self,
@@ -311,13 +407,23 @@ class InletEventAccessors(Mapping[Any, InletEvents]):
         assets: Mapping[str, Asset],
         aliases: Mapping[str, AssetAlias],
         task_id: str,
+        order: Sequence[Asset | AssetAlias] | None = None,
     ) -> None:
         self._instance = instance
         self._assets = dict(assets)
         self._aliases = dict(aliases)
         self._task_id = task_id
+        self._order = list(order) if order is not None else None
 
     def __getitem__(self, key: Any) -> InletEvents:
+        if isinstance(key, int) and not isinstance(key, bool):
+            inlets = list(self)
+            try:
+                key = inlets[key]
+            except IndexError:
+                raise IndexError(
+                    f"task {self._task_id!r} has {len(inlets)} inlet(s), no inlet {key}"
+                ) from None
         if isinstance(key, AssetAlias):
             alias = self._aliases.get(key.name)
             if alias is None:
@@ -329,13 +435,15 @@ class InletEventAccessors(Mapping[Any, InletEvents]):
         return InletEvents(self._instance, lookup(self._assets, key, "inlets", self._task_id))
 
     def __iter__(self) -> Iterator[Any]:
+        if self._order is not None:
+            return iter(self._order)
         return iter([*self._assets.values(), *self._aliases.values()])
 
     def __len__(self) -> int:
         return len(self._assets) + len(self._aliases)
 
 
-class TriggeringAssetEvents(Mapping[Any, list[AssetEvent]]):
+class TriggeringAssetEvents(_ForAsset, Mapping[Any, list[AssetEvent]]):
     """``context["triggering_asset_events"]``: the events that made a consumer ready.
 
     Keyed by asset (an ``Asset``, ``Asset.ref(...)`` or name); each value is the list of

@@ -9,6 +9,7 @@ figures attached. An atomic run commits its held-back store writes with those ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import inspect
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backend import NewEvent
-from ..errors import ConflictError, StoreValueError
+from ..errors import AssetNotFoundError, ConflictError, StoreValueError
 from ..iomanager import IOManagerDispatcher, WriteResult
 from ..models import Asset, AssetAlias, AssetEvent, AssetRef, Metadata
 from ..store import StoreBuffer
@@ -120,14 +121,17 @@ class TaskRunState:
 
         inlet_assets: dict[str, Asset] = {}
         inlet_aliases: dict[str, AssetAlias] = {}
+        inlet_order: list[Asset | AssetAlias] = []  # as declared: inlet_events[0], [1], ...
         self.outlets: dict[str, Asset] = {}
         self.aliases: dict[str, AssetAlias] = {}
         for obj in task.inlets:
             if isinstance(obj, AssetAlias):
                 inlet_aliases[obj.name] = obj
+                inlet_order.append(obj)
             else:
                 asset = self._resolve(obj)
                 inlet_assets.setdefault(asset.name, asset)
+                inlet_order.append(asset)
         for obj in task.outlets:
             if isinstance(obj, AssetAlias):
                 self.aliases[obj.name] = obj
@@ -137,19 +141,28 @@ class TaskRunState:
         concrete = {**inlet_assets}
         for name, asset in self.outlets.items():
             concrete.setdefault(name, asset)
+        for alias in inlet_aliases.values():  # an alias inlet: the assets it has emitted to
+            for target in instance.backend.alias_targets(alias.name):
+                if target not in concrete:  # an inactive one's store is not offered
+                    with contextlib.suppress(AssetNotFoundError):
+                        concrete[target] = instance.resolve(target)
 
         self.buffer = StoreBuffer(instance.backend) if task.atomic else None
-        self.outlet_events = OutletEvents(self.outlets, self.aliases, task.task_id, partition_key)
+        self.outlet_events = OutletEvents(
+            self.outlets, self.aliases, task.task_id, partition_key, instance.resolve
+        )
         dispatcher: IOManagerDispatcher = instance.io_manager
         with _LISTENER_LOCK:
             if _collect_write not in dispatcher.listeners:
                 dispatcher.listeners.append(_collect_write)
+        stores = TaskAssetStores(instance, concrete, task.task_id, self.buffer)
         self.context: dict[str, Any] = {
-            "asset_store": TaskAssetStores(instance, concrete, task.task_id, self.buffer),
+            "asset_store": stores,
+            "asset_state_store": stores,  # Airflow 3.3.2's name for it
             "io_manager": dispatcher,
             "outlet_events": self.outlet_events,
             "inlet_events": InletEventAccessors(
-                instance, inlet_assets, inlet_aliases, task.task_id
+                instance, inlet_assets, inlet_aliases, task.task_id, inlet_order
             ),
             "triggering_asset_events": self.triggering,
             "task_id": task.task_id,
@@ -300,10 +313,14 @@ class TaskRunState:
     def _commit(self) -> list[AssetEvent]:
         inst = self.instance
         specs: dict[str, _EventSpec] = {}
+        partitioned: list[_EventSpec] = []  # outlet_events[asset].add_partitions(...)
         for name, asset in self.outlets.items():
-            specs[name] = _EventSpec(
-                asset, dict(self.outlet_events.extra_of(name)), self.partition_key
-            )
+            extra = self.outlet_events.extra_of(name)
+            keys = self.outlet_events.partition_keys_of(name)
+            if keys:
+                partitioned.extend(_EventSpec(asset, dict(extra), key) for key in keys)
+            else:
+                specs[name] = _EventSpec(asset, dict(extra), self.partition_key)
         alias_specs: dict[tuple[str, str | None, str], _EventSpec] = {}
         for alias, emission in self.outlet_events.alias_emissions():
             asset = emission.asset
@@ -329,7 +346,7 @@ class TaskRunState:
                     asset, dict(emission.extra), emission.partition_key
                 )
             spec.aliases.add(alias.name)
-        all_specs = [*specs.values(), *alias_specs.values()]
+        all_specs = [*specs.values(), *partitioned, *alias_specs.values()]
         self._attach_figures(all_specs)
         new_events = [self._new_event(spec) for spec in all_specs]
         inst.check_events(new_events)  # the declared extra_schema, before anything is stored

@@ -1,0 +1,229 @@
+"""Airflow task-SDK behaviour where assetry uses Airflow's names: async store twins, the
+``asset_state_store`` key, alias inlets in the store, partitioned outlet events, and the
+inlet-event accessors (positional, ``for_asset``, ISO bounds, ``ascending``)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Any
+
+import pytest
+from assetry import Asset, AssetAlias, AssetNotFoundError, task, use_instance
+from assetry.testing.pytest_plugin import make_test_instance
+
+ORDERS = Asset("orders", uri="s3://data/orders")
+CUSTOMERS = Asset("customers", uri="s3://data/customers")
+BUCKET = AssetAlias("bucket")
+
+
+@pytest.fixture
+def inst():
+    with make_test_instance() as instance, use_instance(instance):
+        yield instance
+
+
+# -- async store --------------------------------------------------------------------------
+
+
+def test_async_twins_read_and_write_the_same_entries(inst) -> None:
+    store = inst.asset_store(ORDERS)
+
+    async def main() -> tuple[Any, ...]:
+        version = await store.aset("watermark", "2024-06-01")
+        got = await store.aget("watermark")
+        missing = await store.aget("nope", default=7)
+        entry = await store.aget_entry("watermark")
+        await store.aset("other", 1)
+        existed = await store.adelete("watermark")
+        gone = await store.adelete("watermark")
+        cleared = await store.aclear()
+        return version, got, missing, entry.version, existed, gone, cleared
+
+    version, got, missing, entry_version, existed, gone, cleared = asyncio.run(main())
+    assert (got, missing, existed, gone, cleared) == ("2024-06-01", 7, True, False, 1)
+    assert entry_version == version
+    assert store.keys() == []
+
+
+def test_async_twins_do_not_block_the_event_loop(inst, monkeypatch) -> None:
+    store = inst.asset_store(ORDERS)
+    loop_thread: list[int] = []
+    seen: list[int] = []
+    real_get = type(inst.backend).store_get
+
+    def spy(self, *args, **kwargs):
+        seen.append(threading.get_ident())
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(inst.backend), "store_get", spy)
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        await store.aget("k")
+
+    asyncio.run(main())
+    assert seen and loop_thread and seen[0] != loop_thread[0]
+
+
+def test_async_update_and_advance(inst) -> None:
+    store = inst.asset_store(ORDERS)
+
+    async def main() -> tuple[Any, bool, bool]:
+        total = await store.aupdate("count", lambda n: n + 2, 0)
+        moved = await store.aadvance("wm", 5)
+        back = await store.aadvance("wm", 3)
+        return total, moved, back
+
+    assert asyncio.run(main()) == (2, True, False)
+    assert store.get("wm") == 5
+
+
+def test_async_task_uses_the_asset_state_store_key(inst) -> None:
+    @task(outlets=[ORDERS])
+    async def load(asset_state_store, asset_store):
+        assert asset_state_store is asset_store
+        await asset_state_store.aset("watermark", "w1")
+        return await asset_state_store[ORDERS].aget("watermark")
+
+    assert load() == "w1"
+    assert inst.asset_store(ORDERS).get("watermark") == "w1"
+
+
+# -- aliases -------------------------------------------------------------------------------
+
+
+def test_alias_inlet_offers_the_stores_of_its_assets(inst) -> None:
+    @task(outlets=[BUCKET])
+    def emit(outlet_events):
+        outlet_events[BUCKET].add(ORDERS)
+
+    emit()
+    inst.asset_store(ORDERS).set("watermark", "w")
+
+    @task(inlets=[BUCKET])
+    def read(asset_store):
+        return asset_store[ORDERS].get("watermark"), asset_store.get("watermark")
+
+    assert read() == ("w", "w")
+
+
+def test_alias_add_takes_a_reference(inst) -> None:
+    inst.register(CUSTOMERS)
+
+    @task(outlets=[BUCKET])
+    def emit(outlet_events):
+        outlet_events[BUCKET].add(Asset.ref(name="customers"), {"n": 1})
+
+    (event,) = emit.run().events
+    assert (event.asset_name, event.extra, event.aliases) == ("customers", {"n": 1}, ("bucket",))
+
+    @task(outlets=[BUCKET])
+    def unknown(outlet_events):
+        outlet_events[BUCKET].add(Asset.ref(name="nowhere"))
+
+    with pytest.raises(AssetNotFoundError):
+        unknown()
+
+
+# -- partitions on outlet events -----------------------------------------------------------
+
+
+def test_add_partitions_records_one_event_per_key(inst) -> None:
+    @task(outlets=[ORDERS])
+    def write(outlet_events):
+        outlet_events[ORDERS].add_partitions("2024-06-01")
+        outlet_events[ORDERS].add_partitions(["2024-06-02", "2024-06-01"])
+        outlet_events[ORDERS].extra["rows"] = 3
+        assert outlet_events[ORDERS].partition_keys == {"2024-06-01", "2024-06-02"}
+
+    run = write.run()
+    assert sorted(e.partition_key for e in run.events) == ["2024-06-01", "2024-06-02"]
+    assert all(e.extra == {"rows": 3} for e in run.events)
+
+
+def test_add_partitions_refuses_bad_keys_and_aliases(inst) -> None:
+    @task(outlets=[ORDERS, BUCKET])
+    def write(outlet_events):
+        with pytest.raises(ValueError):
+            outlet_events[ORDERS].add_partitions("")
+        with pytest.raises(TypeError):
+            outlet_events[BUCKET].add_partitions("2024-06-01")
+
+    assert write.run().events[0].partition_key is None
+
+
+# -- inlet events --------------------------------------------------------------------------
+
+
+def _three_events(inst) -> list:
+    return [inst.record_event(ORDERS, {"i": i}) for i in range(3)]
+
+
+def test_inlet_events_by_position_and_for_asset(inst) -> None:
+    events = _three_events(inst)
+    inst.register(CUSTOMERS)
+
+    @task(inlets=[ORDERS, CUSTOMERS])
+    def read(inlet_events, outlet_events):
+        first = inlet_events[0]
+        return (
+            [e.id for e in first],
+            len(inlet_events[1]),
+            inlet_events.for_asset(name="orders")[-1].id,
+            inlet_events.for_asset(uri="s3://data/orders")[0].id,
+            inlet_events.for_asset(name="orders", uri="s3://data/orders")[1].id,
+        )
+
+    ids = [e.id for e in events]
+    assert read() == (ids, 0, ids[-1], ids[0], ids[1])
+
+    @task(inlets=[ORDERS])
+    def out_of_range(inlet_events):
+        with pytest.raises(IndexError):
+            inlet_events[1]
+        with pytest.raises(ValueError):
+            inlet_events.for_asset()
+
+    out_of_range()
+
+
+def test_inlet_events_iso_string_bounds_and_ascending(inst) -> None:
+    events = _three_events(inst)
+    middle = events[1].timestamp
+
+    @task(inlets=[ORDERS])
+    def read(inlet_events):
+        ev = inlet_events[ORDERS]
+        naive = middle.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+        return (
+            [e.id for e in ev.after(middle.isoformat())],
+            [e.id for e in ev.before(middle.isoformat())],
+            [e.id for e in ev.after(naive)],  # no offset: UTC
+            [e.id for e in ev.ascending(False)],
+            [e.id for e in ev.ascending(False).limit(2)],
+            ev.ascending(False)[0].id,
+            ev.ascending(False)[-1].id,
+            [e.id for e in ev.ascending(False).ascending()],
+        )
+
+    a, b, c = (e.id for e in events)
+    assert read() == ([b, c], [a], [b, c], [c, b, a], [c, b], c, a, [a, b, c])
+
+    @task(inlets=[ORDERS])
+    def bad(inlet_events):
+        with pytest.raises(ValueError):
+            inlet_events[ORDERS].after("yesterday")
+
+    bad()
+
+
+def test_triggering_and_outlet_events_for_asset(inst) -> None:
+    @task(outlets=[ORDERS, BUCKET])
+    def write(outlet_events):
+        outlet_events.for_asset(name="orders").extra["k"] = 1
+        outlet_events.for_asset_alias(name="bucket").add(CUSTOMERS)
+
+    events = write.run().events
+    assert {e.asset_name: e.extra for e in events} == {"orders": {"k": 1}, "customers": {}}

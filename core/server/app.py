@@ -99,11 +99,12 @@ def create_app(
     _add_health_routes(app)
     _add_docs_routes(app)
 
-    from . import api, backend_api, views
+    from . import api, backend_api, pages, views
 
     app.include_router(api.router)
     app.include_router(backend_api.router)
     app.include_router(views.router)
+    app.include_router(pages.router)
 
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limit)

@@ -31,12 +31,15 @@ from ..values import validate_partition_key
 from .auth import SESSION_SECONDS, Authenticator, Principal, SessionSigner
 from .deps import COOKIE_NAME, Scope
 from .schemas import MAX_ID
+from .svg import timeline_svg
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 TIMELINE_PAGE = 50
+#: The events drawn on the timeline's chart: the page's newest and as many older ones.
+CHART_EVENTS = 500
 RECENT_EVENTS = 10
 MAX_PARTITIONS_SHOWN = 20
 VALUE_PREVIEW = 160
@@ -334,6 +337,19 @@ def timeline_page(
         )
     )
     older = events[TIMELINE_PAGE - 1].id if len(events) > TIMELINE_PAGE else None
+    charted = scope.backend.query_events(
+        EventQuery(
+            record.name,
+            before=before_id or None,
+            partition_key=partition or None,
+            limit=CHART_EVENTS,
+            descending=True,
+        )
+    )
+    base = request.scope.get("root_path", "")
+    here = f"{base}/ui/timeline?name={quote(record.name, safe='')}"
+    if partition:
+        here += f"&partition={quote(partition, safe='')}"
     return _render(
         request,
         "timeline.html",
@@ -341,6 +357,9 @@ def timeline_page(
         asset=record,
         events=events[:TIMELINE_PAGE],
         older=older,
+        chart=timeline_svg(charted, lambda e: f"{here}&before={e.id + 1}#event-{e.id}"),
+        charted=len(charted),
+        chart_limit=CHART_EVENTS,
         partition=partition or None,
         fields=record.contract.declared_fields(),  # the extra_schema's fields as columns
     )

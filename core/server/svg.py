@@ -1,0 +1,167 @@
+"""Server-rendered SVG for the web view: the lineage graph and the event timeline.
+
+Plain SVG markup inlined in the page: no script, no inline style (the pages' policy allows
+neither), classes styled by the view's stylesheet. Every name and value is user data and
+goes through :func:`_esc` (text and attribute values alike), so a name cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from html import escape
+from typing import Final
+
+from markupsafe import Markup
+
+from ..lineage import COLUMNS, Lineage, Node
+from ..models import AssetEvent
+
+__all__ = ["lineage_svg", "timeline_svg"]
+
+NODE_W: Final = 200
+NODE_H: Final = 28
+COL_GAP: Final = 90
+ROW_GAP: Final = 14
+LABEL_CHARS: Final = 26
+TITLES: Final = {
+    "producer": "Producers",
+    "alias": "Aliases",
+    "asset": "Assets",
+    "consumer": "Consumers",
+}
+
+CHART_W: Final = 900
+ROW_H: Final = 26
+LEFT: Final = 150
+TOP: Final = 12
+AXIS_H: Final = 30
+#: Partitions drawn as their own row; the rest share the last row, "other partitions".
+MAX_ROWS: Final = 12
+
+
+def _esc(value: object) -> str:
+    """Escaped for SVG text and quoted attribute values."""
+    return escape(str(value), quote=True)
+
+
+def _label(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def lineage_svg(graph: Lineage, link: Callable[[Node], str | None]) -> Markup:
+    """The graph as layered columns (producers, aliases, assets, consumers) with curved
+    edges; ``link(node)`` gives a node's page (or ``None``). Empty columns are left out."""
+    columns = [(kind, nodes) for kind, nodes in zip(COLUMNS, graph.columns(), strict=True) if nodes]
+    rows = max((len(nodes) for _, nodes in columns), default=0)
+    width = max(1, len(columns)) * (NODE_W + COL_GAP) - COL_GAP + 20
+    height = 40 + rows * (NODE_H + ROW_GAP) + 10
+    where: dict[Node, tuple[float, float]] = {}
+    parts: list[str] = []
+    for col, (kind, nodes) in enumerate(columns):
+        x = 10 + col * (NODE_W + COL_GAP)
+        parts.append(f'<text class="heading" x="{x}" y="20">{_esc(TITLES[kind])}</text>')
+        for row, node in enumerate(nodes):
+            y = 36 + row * (NODE_H + ROW_GAP)
+            where[node] = (x, y)
+    for edge in sorted(graph.edges):
+        if edge.source not in where or edge.target not in where:
+            continue
+        (x1, y1), (x2, y2) = where[edge.source], where[edge.target]
+        sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
+        mid = (sx + tx) / 2
+        parts.append(
+            f'<path class="edge" data-source="{_esc(edge.source.kind)}:{_esc(edge.source.name)}" '
+            f'data-target="{_esc(edge.target.kind)}:{_esc(edge.target.name)}" '
+            f'd="M{sx:.0f},{sy:.0f} C{mid:.0f},{sy:.0f} {mid:.0f},{ty:.0f} {tx:.0f},{ty:.0f}"/>'
+        )
+    for node, (x, y) in sorted(where.items()):
+        box = (
+            f'<g class="node {node.kind}" data-node="{_esc(node.kind)}:{_esc(node.name)}">'
+            f"<title>{_esc(node.kind)}: {_esc(node.name)}</title>"
+            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="5"/>'
+            f'<text x="{x + 8}" y="{y + 18}">{_esc(_label(node.name))}</text></g>'
+        )
+        href = link(node)
+        parts.append(f'<a href="{_esc(href)}">{box}</a>' if href else box)
+    return Markup(
+        f'<svg id="lineage-graph" class="lineage" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="lineage graph">{"".join(parts)}</svg>'
+    )
+
+
+def _ticks(start: dt.datetime, end: dt.datetime, count: int = 5) -> list[dt.datetime]:
+    if end <= start:
+        return [start]
+    step = (end - start) / (count - 1)
+    return [start + step * i for i in range(count)]
+
+
+def _tick_label(moment: dt.datetime, span: dt.timedelta) -> str:
+    moment = moment.astimezone(dt.UTC)
+    if span <= dt.timedelta(days=1):
+        return moment.strftime("%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def timeline_svg(events: Sequence[AssetEvent], link: Callable[[AssetEvent], str]) -> Markup:
+    """The events as points over time, one row per partition (the most recently updated
+    partitions first; beyond :data:`MAX_ROWS`, the rest share one row), or one row for an
+    unpartitioned asset. ``link(event)`` is where a point leads (its row in the table)."""
+    if not events:
+        return Markup("")
+    rows: list[str] = []
+    for event in sorted(events, key=lambda e: e.id, reverse=True):
+        key = event.partition_key or ""
+        if key not in rows:
+            rows.append(key)
+    shown = rows[: MAX_ROWS - 1] if len(rows) > MAX_ROWS else rows
+    other = "other partitions" if len(rows) > MAX_ROWS else None
+    labels = [*shown, *([other] if other else [])]
+    row_of = {key: i for i, key in enumerate(shown)}
+    start = min(e.timestamp for e in events)
+    end = max(e.timestamp for e in events)
+    span = end - start
+    plot_w = CHART_W - LEFT - 20
+    height = TOP + len(labels) * ROW_H + AXIS_H
+
+    def x_of(moment: dt.datetime) -> float:
+        if span.total_seconds() <= 0:
+            return LEFT + plot_w / 2
+        return LEFT + plot_w * ((moment - start) / span)
+
+    parts: list[str] = []
+    for i, label in enumerate(labels):
+        y = TOP + i * ROW_H + ROW_H / 2
+        text = "(no partition)" if label == "" else _label(label, 22)
+        parts.append(
+            f'<text class="row-label" x="{LEFT - 8}" y="{y + 4:.0f}">{_esc(text)}</text>'
+            f'<line class="row" x1="{LEFT}" y1="{y:.0f}" x2="{LEFT + plot_w}" y2="{y:.0f}"/>'
+        )
+    axis_y = TOP + len(labels) * ROW_H
+    parts.append(
+        f'<line class="axis" x1="{LEFT}" y1="{axis_y}" x2="{LEFT + plot_w}" y2="{axis_y}"/>'
+    )
+    for tick in _ticks(start, end):
+        x = x_of(tick)
+        parts.append(
+            f'<line class="tick" x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 5}"/>'
+            f'<text class="tick-label" x="{x:.1f}" y="{axis_y + 18}">'
+            f"{_esc(_tick_label(tick, span))}</text>"
+        )
+    for event in sorted(events, key=lambda e: e.id):
+        row = row_of.get(event.partition_key or "", len(shown))
+        y = TOP + row * ROW_H + ROW_H / 2
+        when = event.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        partition = f" · partition {event.partition_key}" if event.partition_key else ""
+        parts.append(
+            f'<a href="{_esc(link(event))}"><circle class="point" data-id="{event.id}" '
+            f'cx="{x_of(event.timestamp):.1f}" cy="{y:.0f}" r="5">'
+            f"<title>#{event.id} · {_esc(when)}{_esc(partition)}</title></circle></a>"
+        )
+    return Markup(
+        f'<svg id="timeline-chart" class="timeline-chart" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{CHART_W}" height="{height}" viewBox="0 0 {CHART_W} {height}" role="img" '
+        f'aria-label="events over time">{"".join(parts)}</svg>'
+    )

@@ -9,8 +9,10 @@ smaller id.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,10 +33,35 @@ from .base import (
     to_us,
 )
 from .engine import Held
-from .schema import digest
-from .statements import Statements
+from .schema import Digest, KeyText, digest
+from .statements import Sql, Statements
 
 __all__ = ["SQLEvents"]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_timedelta = dt.timedelta
+_loads = json.loads
+_BIG = sa.BigInteger()
+
+
+def _fetchall_text(text: str, held: Held) -> list[Any]:
+    """Run SQL text without parameters on a raw cursor of ``held``; all its rows."""
+    cursor = held.raw.cursor()
+    try:
+        cursor.execute(text)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _fetchall(sql: Sql, params: Mapping[str, Any], held: Held) -> list[Any]:
+    """Run a compiled statement on a raw cursor of ``held``; all its rows."""
+    cursor = held.raw.cursor()
+    try:
+        cursor.execute(sql.text, sql.args(params))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 class SQLEvents(SQLBase):
@@ -161,22 +188,110 @@ class SQLEvents(SQLBase):
     @staticmethod
     def _event(row: Any, name: str) -> AssetEvent:
         """An event from a row of ``_EVENT_COLUMNS`` and the asset URI (read by position:
-        much cheaper than by name for pages of many rows)."""
+        much cheaper than by name for pages of many rows; arguments by position too)."""
         aliases = row[6]
         return AssetEvent(
-            id=int(row[0]),
-            asset_name=name,
-            asset_uri=row[7],
-            timestamp=from_us(row[1]),
-            extra=json.loads(row[2]),
-            partition_key=row[3],
-            source_task_id=row[4],
-            source_run_id=row[5],
-            aliases=() if aliases == "[]" else tuple(json.loads(aliases)),
+            int(row[0]),
+            name,
+            row[7],
+            _EPOCH + _timedelta(microseconds=row[1]),
+            _loads(row[2]),
+            row[3],
+            row[4],
+            row[5],
+            () if aliases == "[]" else tuple(_loads(aliases)),
         )
 
     def query_events(self, query: EventQuery) -> list[AssetEvent]:
-        return [self._event(row, query.asset) for row in self._read(self.events_query(query))]
+        """The page of events ``query`` asks for, through a statement compiled once per
+        shape of query (which filters it has) and run on the raw cursor."""
+        sql = self._sql or self._ready()
+        shape = (
+            query.alias is not None,
+            query.after is not None,
+            query.before is not None,
+            query.since is not None,
+            query.until is not None,
+            query.partition_key is not None,
+            bool(query.descending),
+            query.limit is not None,
+        )
+        key = (self._db.dialect.name, shape)
+        page = sql.event_pages.get(key)
+        if page is None:
+            page = sql.event_pages.setdefault(
+                key, Sql.compile(self._page_statement(*shape), self._db.dialect)
+            )
+        params: dict[str, Any] = {"name_hash": digest(query.asset)}
+        if query.alias is not None:
+            params["alias_hash"] = digest(query.alias)
+        if query.after is not None:
+            params["after"] = query.after
+        if query.before is not None:
+            params["before"] = query.before
+        if query.since is not None:
+            params["since"] = to_us(query.since)
+        if query.until is not None:
+            params["until"] = to_us(query.until)
+        if query.partition_key is not None:
+            params["partition_key"] = query.partition_key
+        if query.limit is not None:
+            params["limit"] = query.limit
+            params["offset"] = 0
+        rows = self._db.run(lambda held: _fetchall(page, params, held))
+        event, name = self._event, query.asset
+        return [event(row, name) for row in rows]
+
+    def _page_statement(
+        self,
+        alias: bool,
+        after: bool,
+        before: bool,
+        since: bool,
+        until: bool,
+        partition: bool,
+        descending: bool,
+        limit: bool,
+    ) -> sa.Select[Any]:
+        """The SELECT of :meth:`query_events` for one shape of query, with bound parameters
+        in place of its values (``name_hash``, ``after``, ``limit`` ...)."""
+        e, a = EVENTS, ASSETS
+        statement = (
+            sa.select(*self._EVENT_COLUMNS, a.c.uri)
+            .select_from(e.join(a, a.c.id == e.c.asset_id))
+            .where(a.c.name_hash == sa.bindparam("name_hash", type_=Digest()))
+        )
+        if alias:
+            ea = EVENT_ALIASES
+            statement = statement.join(
+                ea,
+                sa.and_(
+                    ea.c.asset_id == e.c.asset_id,
+                    ea.c.event_id == e.c.id,
+                    ea.c.alias_hash == sa.bindparam("alias_hash", type_=Digest()),
+                ),
+            )
+        for wanted, name, compare in (
+            (after, "after", operator.gt),
+            (before, "before", operator.lt),
+        ):
+            if wanted:
+                statement = statement.where(compare(e.c.id, sa.bindparam(name, type_=_BIG)))
+        if since:
+            statement = statement.where(e.c.timestamp_us >= sa.bindparam("since", type_=_BIG))
+        if until:
+            statement = statement.where(e.c.timestamp_us < sa.bindparam("until", type_=_BIG))
+        if partition:
+            statement = statement.where(
+                e.c.partition_key == sa.bindparam("partition_key", type_=KeyText())
+            )
+        statement = statement.order_by(e.c.id.desc() if descending else e.c.id)
+        if limit:
+            # An explicit OFFSET: SQLite's compiler would otherwise add an unnamed one.
+            statement = statement.limit(sa.bindparam("limit", type_=_BIG)).offset(
+                sa.bindparam("offset", type_=_BIG)
+            )
+        return statement
 
     def events_query(self, query: EventQuery) -> sa.Select[Any]:
         """The SELECT behind :meth:`query_events` (its rows carry the asset's URI)."""
@@ -217,7 +332,9 @@ class SQLEvents(SQLBase):
             return {}
         base = self._latest_events_query  # built once: it has no parameters
         if assets is None:
-            rows = self._read(base)
+            self._ready()
+            text = self._latest_events_text
+            rows = self._db.run(lambda held: _fetchall_text(text, held))
         else:
             hashes = sorted({digest(name) for name in assets})
             rows = [
@@ -247,6 +364,15 @@ class SQLEvents(SQLBase):
     @functools.cached_property
     def _latest_events_query(self) -> sa.Select[Any]:
         return self.latest_events_query()
+
+    @functools.cached_property
+    def _latest_events_text(self) -> str:
+        """:meth:`latest_events_query` compiled once for this database, its constants
+        inlined (it takes no parameters), to run on the raw cursor."""
+        compiled = self._latest_events_query.compile(
+            dialect=self._db.dialect, compile_kwargs={"literal_binds": True}
+        )
+        return str(compiled)
 
     def latest_events_query(self) -> sa.Select[Any]:
         """The SELECT behind :meth:`latest_events`: for each asset with events, the newest

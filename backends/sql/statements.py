@@ -103,6 +103,8 @@ class Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         self.family = "mysql" if dialect.name in ("mysql", "mariadb") else dialect.name
+        #: Event-page SELECTs compiled on first use, by (dialect, shape of the query).
+        self.event_pages: dict[tuple[Any, ...], Sql] = {}
         #: Whether INSERT/UPDATE ... RETURNING is available (not on MySQL/MariaDB here).
         self.returning = self.family != "mysql"
         a, s, e = assets, store_table, events_table

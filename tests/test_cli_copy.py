@@ -177,12 +177,14 @@ def test_no_click_deprecation_warnings(tmp_path: Path) -> None:
             assert result.exit_code == 0, (args, result.output, result.exception)
 
 
-@pytest.mark.parametrize("source", ["sqlite", "memory"])
+@pytest.mark.parametrize(
+    ("source", "destination"), [("sqlite", "sqlite"), ("memory", "sqlite"), ("sqlite", "file")]
+)
 def test_copy_keeps_store_versions_update_times_and_asset_timestamps(
-    tmp_path: Path, source: str
+    tmp_path: Path, source: str, destination: str
 ) -> None:
     src = sqlite(tmp_path, "src.db") if source == "sqlite" else f"memory://{uuid.uuid4().hex}"
-    dst = sqlite(tmp_path, "dst.db")
+    dst = sqlite(tmp_path, "dst.db") if destination == "sqlite" else f"file://{tmp_path / 'dst'}"
     inst = Instance.from_url(src)
     try:
         inst.register(Asset("a", "s3://lake/a"))

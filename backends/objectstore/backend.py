@@ -54,6 +54,7 @@ class ObjectStoreBackend(
         atomic_batches=False,
         event_import=True,
         event_deletion=True,
+        state_import=True,
     )
 
     def __init__(
@@ -97,6 +98,7 @@ class ObjectStoreBackend(
             atomic_batches=False,
             event_import=True,
             event_deletion=True,
+            state_import=True,
         )
         self._versions = LRU(cache_size)
         self._events = LRU(cache_size)

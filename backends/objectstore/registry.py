@@ -121,6 +121,37 @@ class ObjectStoreRegistry(ObjectStoreBase):
             except PreconditionFailed:
                 pause_after_lost_race(attempt)
 
+    def import_asset(self, record: AssetRecord) -> AssetRecord:
+        self.register_asset(
+            record.name,
+            record.uri,
+            group=record.group,
+            extra_json=canonical_json(record.extra),
+            contract_json=None if record.contract.is_default else record.contract.to_json(),
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            current = self._read_asset(record.name)
+            if current is None:  # removed meanwhile: register it again
+                return self.import_asset(record)
+            now = utcnow()
+            stored = replace_record(
+                current[0],
+                active=record.active,
+                created_at=record.created_at or now,
+                updated_at=record.updated_at or now,
+            )
+            try:
+                self.storage.put(
+                    Layout.asset(record.name), self._asset_doc(stored), if_match=current[1]
+                )
+            except PreconditionFailed:
+                pause_after_lost_race(attempt)
+                continue
+            self._cache_record(stored)
+            return stored
+
     def deactivate_asset(self, name: str) -> bool:
         key = Layout.asset(name)
         attempt = 0

@@ -4,11 +4,18 @@ written by create-if-absent or replace-if-the-ETag-matches, and the sweep of ina
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from assetry.backend import ANY_VERSION, StoreEntry, utcnow, version_conflict
+from assetry.backend import (
+    ANY_VERSION,
+    StoreEntry,
+    not_found_error,
+    utcnow,
+    version_conflict,
+)
 from assetry.errors import BackendUnavailableError, ConflictError
 from assetry.values import canonical_json
 
@@ -52,6 +59,7 @@ class ObjectStoreStore(ObjectStoreBase):
         version: int,
         value_json: str,
         tokens: tuple[str, ...],
+        updated_at: dt.datetime | None = None,
     ) -> bytes:
         """An entry's document; ``tokens`` are this write's token and its predecessors'."""
         head = canonical_json(
@@ -60,7 +68,7 @@ class ObjectStoreStore(ObjectStoreBase):
                 "key": key,
                 "partition": partition,
                 "version": version,
-                "updated_at": utcnow().isoformat(),
+                "updated_at": (updated_at or utcnow()).isoformat(),
                 "w": tokens[0],
                 "h": list(tokens[1:TOKEN_HISTORY]),
             }
@@ -235,6 +243,25 @@ class ObjectStoreStore(ObjectStoreBase):
         for key in keys:
             self._forget(key)
         return len(keys)
+
+    def import_store(self, asset: str, entries: Sequence[StoreEntry]) -> int:
+        if self._read_asset(asset) is None:
+            raise not_found_error(asset)
+        for entry in entries:
+            path = Layout.store_entry(asset, entry.key, entry.partition)
+            data = self._entry_doc(
+                asset,
+                entry.key,
+                entry.partition,
+                entry.version,
+                entry.value_json,
+                (write_token(),),
+                entry.updated_at,
+            )
+            self._forget(path)
+            self.storage.put(path, data)
+            self._forget(path)
+        return len(entries)
 
     def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
         keys = self.storage.list(Layout.store_namespace(asset, partition))

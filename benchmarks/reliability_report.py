@@ -33,7 +33,7 @@ START = "<!-- figures:start (written by benchmarks/reliability_report.py) -->"
 END = "<!-- figures:end -->"
 
 #: State backends first, in this order; everything else after, by name.
-BACKEND_ORDER = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file")
+BACKEND_ORDER = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file", "http")
 
 
 def pytest_command(quick: bool) -> list[str]:

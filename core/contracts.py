@@ -72,10 +72,13 @@ class Freshness:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Freshness:
         """The value :meth:`to_dict` stored."""
-        return cls(
-            dt.timedelta(seconds=float(data["max_age_seconds"])),
-            bool(data.get("per_partition", False)),
-        )
+        try:
+            max_age = dt.timedelta(seconds=float(data["max_age_seconds"]))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise AssetValueError(
+                f"freshness needs max_age_seconds, a positive number of seconds ({exc})"
+            ) from None
+        return cls(max_age, bool(data.get("per_partition", False)))
 
     def is_late(self, last_update: dt.datetime | None, now: dt.datetime | None = None) -> bool:
         """Whether an asset (or partition) last updated at ``last_update`` is late now;

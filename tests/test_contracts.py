@@ -278,3 +278,27 @@ def test_assetry_events_record_is_checked(tmp_path: Path) -> None:
     assert good.exit_code == 0, good.output
     with Instance("sql", url=url) as instance:
         assert [e.extra for e in instance.events("orders")] == [{"rows": 4}]
+
+
+@pytest.mark.parametrize(
+    "contract",
+    [
+        {"extra_schema": {"type": "no-such-type"}},
+        {"schema_evolution": "merge"},
+        {"freshness": {"max_age_seconds": 1e300}},
+        {"freshness": {"max_age_seconds": -5}},
+    ],
+)
+def test_the_http_api_refuses_a_bad_contract_with_422(contract: dict[str, Any]) -> None:
+    pytest.importorskip("fastapi")
+    from assetry.server import create_app
+    from assetry.server.auth import ApiToken
+    from fastapi.testclient import TestClient
+
+    token = "contracts-test-token-0123456789"
+    server = Instance(backend=MemoryBackend())
+    client = TestClient(create_app(server, tokens=[ApiToken("admin", token, "write")]))
+    client.headers.update({"Authorization": f"Bearer {token}"})
+    answer = client.post("/api/v1/assets", json={"name": "orders", "contract": contract})
+    assert answer.status_code == 422, answer.text
+    assert server.get_asset("orders") is None

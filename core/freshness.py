@@ -53,8 +53,8 @@ def status_of(
 
 @dataclass(frozen=True, slots=True)
 class AssetFreshness:
-    """An asset's status (the worst of its partitions' under ``per_partition``) and, per
-    partition, each one's status."""
+    """An asset's status (the worst of its partitions' under ``per_partition``) and, under
+    ``per_partition``, each partition's status."""
 
     status: FreshnessStatus
     freshness: Freshness | None = None
@@ -77,17 +77,14 @@ def assess(
     event is stale)."""
     now = now or dt.datetime.now(dt.UTC)
     fresh = record.contract.freshness
+    if fresh is None or not fresh.per_partition:  # partitions are not judged one by one
+        latest_at = latest.timestamp if latest else None
+        return AssetFreshness(status_of(fresh, latest_at, now), fresh)
     by_partition = {
         key: status_of(fresh, event.timestamp, now) for key, event in (partitions or {}).items()
     }
-    if fresh is None:
-        return AssetFreshness("undeclared", None, by_partition)
-    if fresh.per_partition:
-        worst: FreshnessStatus = max(by_partition.values(), key=_RANK.__getitem__, default="stale")
-        return AssetFreshness(worst, fresh, by_partition)
-    return AssetFreshness(
-        status_of(fresh, latest.timestamp if latest else None, now), fresh, by_partition
-    )
+    worst: FreshnessStatus = max(by_partition.values(), key=_RANK.__getitem__, default="stale")
+    return AssetFreshness(worst, fresh, by_partition)
 
 
 def assess_assets(

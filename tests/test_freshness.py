@@ -51,6 +51,7 @@ def test_assets_judged_whole_or_per_partition() -> None:
         records = inst.backend.list_assets()
         judged = assess_assets(inst.backend, records, now=NOW)
         assert judged["whole"].status == "fresh"  # the newest event counts
+        assert judged["whole"].partitions == {}  # its old partition "a" is not judged
         assert judged["parts"].status == "late"  # the worst partition counts
         assert judged["parts"].partitions == {"new": "fresh", "old": "late"}
         assert judged["parts"].overdue and not judged["whole"].overdue

@@ -226,6 +226,11 @@ def test_pages_show_fresh_late_and_stale_against_the_declared_freshness(
     assert '<span class="status fresh">fresh</span>' in row["daily"]
     assert '<span class="status stale">stale</span>' in row["parts"]  # its worst partition
     assert 'class="status undeclared"' in row["orders"]  # nothing declared: not judged
+    instance.record_event("hourly", partition_key="p-old", timestamp=now - 9 * hour)
+    whole = client.get("/ui/asset?name=hourly").text
+    assert "every 1h per partition" not in whole and "every 1h ·" in whole
+    table = whole.split('id="partitions"')[1].split("</table>")[0]
+    assert "status stale" not in table and "status undeclared" in table  # judged as a whole
     asset = client.get("/ui/asset?name=parts").text
     partitions = asset.split('id="partitions"')[1]
     assert partitions.split("p-old")[2].split("</tr>")[0].count("status stale") == 1

@@ -49,10 +49,32 @@ def _label(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _ordered(graph: Lineage) -> list[list[Node]]:
+    """The columns, assets by name and every other column ordered by the mean row of its
+    neighbours (so edges mostly run straight and cross less); ties by name."""
+    columns = graph.columns()
+    neighbours: dict[Node, list[Node]] = {}
+    for edge in graph.edges:
+        neighbours.setdefault(edge.source, []).append(edge.target)
+        neighbours.setdefault(edge.target, []).append(edge.source)
+    asset_col = COLUMNS.index("asset")
+    order = [asset_col, asset_col - 1, asset_col + 1, asset_col - 2]  # alias, consumer, producer
+    row: dict[Node, int] = {n: i for i, n in enumerate(columns[asset_col])}
+    for col in order[1:]:
+
+        def mean_row(node: Node) -> tuple[float, str]:
+            placed = [row[n] for n in neighbours.get(node, []) if n in row]
+            return (sum(placed) / len(placed) if placed else float("inf"), node.name)
+
+        columns[col] = sorted(columns[col], key=mean_row)
+        row.update((n, i) for i, n in enumerate(columns[col]))
+    return columns
+
+
 def lineage_svg(graph: Lineage, link: Callable[[Node], str | None]) -> Markup:
     """The graph as layered columns (producers, aliases, assets, consumers) with curved
     edges; ``link(node)`` gives a node's page (or ``None``). Empty columns are left out."""
-    columns = [(kind, nodes) for kind, nodes in zip(COLUMNS, graph.columns(), strict=True) if nodes]
+    columns = [(kind, nodes) for kind, nodes in zip(COLUMNS, _ordered(graph), strict=True) if nodes]
     rows = max((len(nodes) for _, nodes in columns), default=0)
     width = max(1, len(columns)) * (NODE_W + COL_GAP) - COL_GAP + 20
     height = 40 + rows * (NODE_H + ROW_GAP) + 10
@@ -143,11 +165,14 @@ def timeline_svg(events: Sequence[AssetEvent], link: Callable[[AssetEvent], str]
     parts.append(
         f'<line class="axis" x1="{LEFT}" y1="{axis_y}" x2="{LEFT + plot_w}" y2="{axis_y}"/>'
     )
-    for tick in _ticks(start, end):
+    ticks = _ticks(start, end)
+    for i, tick in enumerate(ticks):
         x = x_of(tick)
+        # the outer labels hang inwards, so none is cut at the chart's edges
+        edge = " first" if i == 0 and len(ticks) > 1 else " last" if i == len(ticks) - 1 > 0 else ""
         parts.append(
             f'<line class="tick" x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 5}"/>'
-            f'<text class="tick-label" x="{x:.1f}" y="{axis_y + 18}">'
+            f'<text class="tick-label{edge}" x="{x:.1f}" y="{axis_y + 18}">'
             f"{_esc(_tick_label(tick, span))}</text>"
         )
     for event in sorted(events, key=lambda e: e.id):

@@ -58,6 +58,7 @@ def _templates() -> Environment:
     env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
     env.filters["when"] = _when
     env.filters["age"] = _age
+    env.filters["duration"] = _duration
     env.filters["preview"] = _preview
     env.filters["url"] = render_url  # secret query values of a URI shown as ***
     return env
@@ -87,6 +88,17 @@ def _age(value: dt.datetime | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
+
+
+def _duration(value: dt.timedelta) -> str:
+    """A duration in its whole units, largest first: ``1d``, ``6h``, ``1h 30m``, ``45s``."""
+    seconds = int(value.total_seconds())
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(out) or "0s"
 
 
 def _preview(value_json: str) -> str:

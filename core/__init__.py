@@ -44,6 +44,7 @@ from .models import (
 )
 from .store import AssetStore
 from .uri import normalize_uri
+from .uri_normalizers import register_uri_normalizer
 
 if TYPE_CHECKING:
     from .checks import Check, NotNull, RowCount, Schema, Unique
@@ -135,6 +136,7 @@ __all__ = [
     "get_current_context",
     "load_settings",
     "normalize_uri",
+    "register_uri_normalizer",
     "run_ready",
     "task",
     "use_instance",

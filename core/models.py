@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .contracts import DEFAULT_CONTRACT, AssetContract, Freshness
 from .errors import AssetTypeError, AssetValueError
-from .uri import MAX_URI_LENGTH, normalize_uri
+from .uri import MAX_URI_LENGTH, normalize_uri, uri_scheme
+from .uri_normalizers import uri_normalizer
 from .urls import render_url
 from .values import encode_extra
 
@@ -120,7 +122,7 @@ class Asset(BaseAsset):
     def __init__(
         self,
         name: str | None = None,
-        uri: str | None = None,
+        uri: str | os.PathLike[str] | None = None,
         *,
         group: str = "asset",
         extra: Mapping[str, Any] | None = None,
@@ -136,7 +138,7 @@ class Asset(BaseAsset):
         if name is not None:
             validate_name(name)
         if uri is not None:
-            uri = normalize_uri(uri)
+            uri = normalize_uri(_uri_text(uri))
         elif name is not None:
             uri = normalize_uri(name)
         if name is None:
@@ -186,6 +188,19 @@ class Asset(BaseAsset):
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("Asset is immutable")
 
+    def __fspath__(self) -> str:
+        """The URI, so ``os.fspath(asset)`` and path-taking APIs accept an asset."""
+        return self.uri
+
+    @property
+    def normalized_uri(self) -> str | None:
+        """The URI as its scheme's rule leaves it (see :mod:`assetry.uri_normalizers`), or
+        ``None`` when no rule is registered for the scheme (as Airflow answers)."""
+        scheme = uri_scheme(self.uri)
+        if not scheme or uri_normalizer(scheme) is None:
+            return None
+        return self.uri  # normalize_uri already ran the scheme's rule
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Asset):
             return NotImplemented
@@ -221,6 +236,15 @@ class Asset(BaseAsset):
         if name is not None:
             return AssetRef(name=validate_name(name))
         return AssetRef(uri=normalize_uri(uri))
+
+
+def _uri_text(uri: object) -> object:
+    """An ``ObjectStoragePath`` (any universal path) or ``os.PathLike`` as URI text."""
+    if isinstance(uri, str):
+        return uri
+    if isinstance(uri, os.PathLike) or hasattr(uri, "storage_options"):
+        return str(uri)
+    return uri
 
 
 def _rebuild_asset(

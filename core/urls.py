@@ -28,6 +28,7 @@ from urllib.parse import (
 )
 
 from .errors import AssetTypeError, AssetValueError, ConfigurationError
+from .uri_normalizers import uri_normalizer
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -123,9 +124,11 @@ def uri_scheme(uri: str) -> str:
 def normalize_uri(uri: object) -> str:
     """Return the canonical form of an asset URI.
 
-    The scheme is lower-cased, a password in the user-info is dropped (with a warning:
-    secrets belong in connections), query parameters are sorted, the fragment and a
-    trailing slash are removed. A URI without a scheme is kept as an opaque identifier
+    The scheme is lower-cased, user-info carrying a password is dropped whole, user name
+    included (with a warning: secrets belong in connections; Airflow drops the same),
+    query parameters are sorted, the fragment and a trailing slash are removed, and last
+    the scheme's own rule runs (:mod:`assetry.uri_normalizers`: default ports,
+    ``mariadb://`` as ``mysql://``, ``s3://bucket/``), as Airflow's providers do. A URI without a scheme is kept as an opaque identifier
     (Airflow accepts those too). Raises :class:`AssetTypeError` (a TypeError) for a
     non-string and :class:`AssetValueError` (a ValueError) for an empty, too long,
     control-character or reserved-scheme URI.
@@ -175,11 +178,12 @@ def normalize_uri(uri: object) -> str:
         user, has_password, _ = userinfo.partition(":")
         if has_password:
             warnings.warn(
-                "an asset URI must not carry a password; it was removed. Put credentials "
-                "in a connection (ASSETRY_CONN_<ID>) instead.",
+                "an asset URI must not carry a password; its user-info was removed. Put "
+                "credentials in a connection (ASSETRY_CONN_<ID>) instead.",
                 UserWarning,
                 stacklevel=3,
             )
+            user = ""
         netloc = f"{user}@{hostport}" if user else hostport
     try:
         port = parts.port  # validates the port
@@ -205,6 +209,17 @@ def normalize_uri(uri: object) -> str:
         urlsplit(normalized)  # the host must still parse once the password is gone
     except ValueError:
         raise AssetValueError(f"invalid host in asset URI {render_url(uri)!r}") from None
+    rule = uri_normalizer(scheme)
+    if rule is not None and netloc:
+        split = urlsplit(normalized)
+        try:
+            ruled = rule(split)
+        except ValueError as exc:
+            raise AssetValueError(
+                f"invalid {scheme}:// asset URI {render_url(uri)!r}: {exc}"
+            ) from None
+        if ruled != split:
+            normalized = urlunsplit(ruled)
     return _no_trailing_space(normalized, uri)
 
 

@@ -56,8 +56,26 @@ def test_asset_without_name_or_uri_is_a_type_error() -> None:
 def test_asset_uri_password_is_dropped_with_a_warning() -> None:
     with pytest.warns(UserWarning, match="password"):
         asset = Asset("orders", uri="s3://me:secret@host/orders")
-    assert asset.uri == "s3://me@host/orders"
+    assert asset.uri == "s3://host/orders"  # all user-info goes, as in Airflow
     assert "secret" not in repr(asset)
+
+
+def test_asset_is_path_like_and_takes_an_object_storage_path() -> None:
+    import os
+
+    from assetry import ObjectStoragePath
+
+    asset = Asset("orders", uri=ObjectStoragePath("s3://data/orders/part.csv"))
+    assert asset.uri == "s3://data/orders/part.csv"
+    assert os.fspath(asset) == "s3://data/orders/part.csv"
+    assert Asset(uri=ObjectStoragePath("s3://bucket")).uri == "s3://bucket/"
+
+
+def test_normalized_uri_is_none_without_a_scheme_rule() -> None:
+    assert Asset("t", uri="postgresql://h/db/s/t").normalized_uri == "postgresql://h:5432/db/s/t"
+    assert Asset("b", uri="s3://bucket").normalized_uri == "s3://bucket/"
+    assert Asset("g", uri="gs://bucket/key").normalized_uri is None
+    assert Asset("plain").normalized_uri is None
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,19 @@ VALID = [
     # scheme lower-cased, nothing else
     ("S3://bucket/key", "s3://bucket/key"),
     ("HTTPS://example.com/data", "https://example.com/data"),
-    ("Postgresql://host/db/public/orders", "postgresql://host/db/public/orders"),
+    ("Postgresql://host/db/public/orders", "postgresql://host:5432/db/public/orders"),
     ("gs://Bucket/Key", "gs://Bucket/Key"),
     # trailing slashes stripped, including the root path after a host
     ("s3://bucket/key/", "s3://bucket/key"),
     ("s3://bucket/key///", "s3://bucket/key"),
-    ("s3://bucket/", "s3://bucket"),
-    ("s3://bucket", "s3://bucket"),
+    # a bucket alone keeps its root path, as in Airflow's Amazon provider
+    ("s3://bucket/", "s3://bucket/"),
+    ("s3://bucket", "s3://bucket/"),
+    # Airflow's provider rules: default ports written out, mariadb is mysql
+    ("postgres://h/db/s/t", "postgres://h:5432/db/s/t"),
+    ("mysql://h/db/t", "mysql://h:3306/db/t"),
+    ("MariaDB://h:3307/db/t", "mysql://h:3307/db/t"),
+    ("mariadb://h/db/t", "mysql://h:3306/db/t"),
     ("HTTP://Host:8080/", "http://Host:8080"),
     ("s3://data/orders/", "s3://data/orders"),
     # query parameters sorted, fragment dropped
@@ -123,13 +129,13 @@ def test_uri_at_the_length_limit_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("uri", "expected"),
     [
-        ("s3://user:pw@host/x", "s3://user@host/x"),
-        ("postgres://u:p@h:5432/db/t", "postgres://u@h:5432/db/t"),
+        ("s3://user:pw@host/x", "s3://host/x"),
+        ("postgres://u:p@h:5432/db/t", "postgres://h:5432/db/t"),
         ("s3://:pw@host/x", "s3://host/x"),
-        ("HTTPS://me:s%40cret@h/p?b=1&a=2", "https://me@h/p?a=2&b=1"),
+        ("HTTPS://me:s%40cret@h/p?b=1&a=2", "https://h/p?a=2&b=1"),
     ],
 )
-def test_password_is_stripped_with_a_warning_and_user_kept(uri: str, expected: str) -> None:
+def test_password_drops_the_whole_user_info_with_a_warning(uri: str, expected: str) -> None:
     with pytest.warns(UserWarning, match="password") as record:
         assert normalize_uri(uri) == expected
     assert all("pw" not in str(w.message) and "cret" not in str(w.message) for w in record)
@@ -291,3 +297,43 @@ def test_asset_uri_value_renders_back_to_the_normalised_text(uri: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # a dropped password is warned of
             assert parse_asset_uri(uri).render(hide_secrets=False) == once
+
+
+def test_a_registered_normalizer_runs_last_and_its_value_error_is_an_asset_value_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assetry import uri_normalizers
+
+    monkeypatch.setattr(uri_normalizers, "_RULES", dict(uri_normalizers._RULES))
+
+    def rule(uri):
+        if not uri.path.strip("/"):
+            raise ValueError("needs a topic")
+        return uri._replace(netloc=uri.netloc.lower())
+
+    uri_normalizers.register_uri_normalizer("KAFKA", rule)
+    assert normalize_uri("kafka://Broker:9092/topic/") == "kafka://broker:9092/topic"
+    with pytest.raises(ValueError, match="needs a topic"):
+        normalize_uri("kafka://broker:9092/")
+    with pytest.raises(TypeError):
+        uri_normalizers.register_uri_normalizer("kafka", "not callable")  # type: ignore[arg-type]
+
+
+def test_normalizers_load_from_the_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assetry import uri_normalizers
+
+    class EP:
+        name = "x-demo"
+
+        @staticmethod
+        def load():
+            return lambda uri: uri._replace(path="/fixed")
+
+    monkeypatch.setattr(uri_normalizers, "_RULES", dict(uri_normalizers._RULES))
+    monkeypatch.setattr(uri_normalizers, "_LOADED", False)
+    monkeypatch.setattr(
+        uri_normalizers,
+        "entry_points",
+        lambda group: [EP] if group == uri_normalizers.ENTRY_POINT_GROUP else [],
+    )
+    assert normalize_uri("x-demo://h/anything") == "x-demo://h/fixed"

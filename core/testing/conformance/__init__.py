@@ -39,6 +39,7 @@ from .events import EventLogConformance
 from .partitions import PartitionConformance
 from .persistence import PersistenceConformance, SchemaConformance
 from .registry import RegistryConformance
+from .state_import import StateImportConformance
 from .store import StoreConformance
 from .sweep import SweepConformance
 
@@ -60,6 +61,7 @@ __all__ = [
     "RegistryConformance",
     "SchemaConformance",
     "StateBackendConformance",
+    "StateImportConformance",
     "StoreConformance",
     "SweepConformance",
     "UpdateConformance",
@@ -82,6 +84,7 @@ class StateBackendConformance(
     BatchConformance,
     EventImportConformance,
     EventDeletionConformance,
+    StateImportConformance,
     SchemaConformance,
     PersistenceConformance,
     ConcurrencyConformance,

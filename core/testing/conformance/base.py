@@ -45,6 +45,7 @@ _Test = TypeVar("_Test", bound=Callable[..., Any])
 DECLARED_GAPS: dict[str, type[BaseException]] = {
     "event_import": UnsupportedOperationError,
     "event_deletion": UnsupportedOperationError,
+    "state_import": UnsupportedOperationError,
     "persistent": AssertionError,
     "atomic_batches": AssertionError,
 }

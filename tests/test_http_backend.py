@@ -193,6 +193,7 @@ def test_unreachable_server_is_backend_unavailable() -> None:
         ("ftp://127.0.0.1", "http://host"),
         ("http://", "http://host"),
     ],
+    ids=["token-in-user-info", "not-http", "no-host"],
 )
 def test_bad_server_urls_are_configuration_errors(url: str, words: str) -> None:
     with pytest.raises(ConfigurationError, match=words) as info:

@@ -279,7 +279,9 @@ def test_unknown_token_is_refused_without_echoing_it(client: TestClient) -> None
 
 
 @pytest.mark.parametrize(
-    "header", ["Basic YWRtaW46YWRtaW4=", "Bearer", "Token abc", ADMIN, "bearer  "]
+    "header",
+    ["Basic YWRtaW46YWRtaW4=", "Bearer", "Token abc", ADMIN, "bearer  "],
+    ids=["basic", "bearer-without-token", "other-scheme", "token-without-scheme", "blank-token"],
 )
 def test_malformed_authorization_headers_are_401(client: TestClient, header: str) -> None:
     response = client.get("/api/v1/assets", headers={"Authorization": header})

@@ -300,12 +300,16 @@ def test_markup_in_keys_values_extras_and_partitions_is_printed_as_is(
 
 
 def test_doctor_keeps_brackets_of_setting_names(tmp_path: Path) -> None:
-    (tmp_path / "assetry.toml").write_text("backend_url = 5\n")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with Instance.from_url(url) as inst:
+        inst.upgrade()
+    (tmp_path / "assetry.toml").write_text(
+        f'backend_url = "{url}"\n[connections]\nbroken_pg = "postgresql://u:pw@127.0.0.1:1/db"\n'
+    )
     result = run("doctor")
-    assert "fix the setting" in result.output
-    url = f"sqlite:///{tmp_path / 'none.db'}"
-    out = run("--url", url, "doctor").output
-    assert "`assetry db upgrade`" in out
+    assert result.exit_code == 1
+    assert "[tool.assetry.connections]" in result.stdout  # the fix, in the table
+    assert "pw" not in result.output.replace("pwd", "")
 
 
 # -- hostile input -----------------------------------------------------------------------------

@@ -4,10 +4,12 @@ the test, follows it to its timeline, and the test saves a screenshot of it."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -162,3 +164,90 @@ def test_api_docs_render_in_chromium_with_the_network_off(
     assert loaded and all(url.startswith(live.url) for url in loaded), loaded
     shot = tmp_path / "api-docs.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def _screenshot_script() -> ModuleType:
+    """docs/make_screenshots.py, whose pipeline seeds the pages shot here."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "make_screenshots.py"
+    spec = importlib.util.spec_from_file_location("make_screenshots", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js-on", "js-off"])
+def test_every_page_works_in_chromium_with_and_without_javascript(
+    javascript: bool, tmp_path: Path
+) -> None:
+    """Sign in through the form, then the assets, asset, timeline, consumers and lineage
+    pages: their freshness badges, tables and SVG (nodes, edges, points) render, the SVG
+    links lead on, and each page is saved as a screenshot."""
+    if shutil.which("chromedriver") is None or not (
+        shutil.which("chromium") or shutil.which("chromium-browser")
+    ):
+        service_missing("Chromium and chromedriver", "apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+
+    shots = _screenshot_script()
+    token = secrets.token_urlsafe(24)
+    instance = Instance(backend=MemoryBackend())
+    shots.seed(instance)
+    app = create_app(instance, tokens=[ApiToken("oncall", token, "read")])
+    browser = shots.chromium(tmp_path / "profile", javascript=javascript)
+    try:
+        browser.get("data:text/html,<title>off</title><script>document.title='on'</script>")
+        assert browser.title == ("on" if javascript else "off")  # scripts really are off
+        with LiveServer(app) as live:
+            browser.get(f"{live.url}/ui/lineage")
+            assert "/ui/login" in browser.current_url
+            browser.find_element(By.ID, "token").send_keys(token)
+            browser.find_element(By.ID, "sign-in").click()  # a plain form post
+            assert browser.current_url.endswith("/ui/lineage")
+
+            nodes = browser.find_elements(By.CSS_SELECTOR, "#lineage-graph g.node")
+            names = {n.get_attribute("data-node") for n in nodes}
+            assert {"producer:ingest.load_orders", "alias:exports", "asset:sales/orders"} <= names
+            assert "consumer:reports.build_revenue" in names and len(names) == 14
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage-graph path.edge")) == 10
+            box = browser.find_element(By.CSS_SELECTOR, '[data-node="asset:sales/orders"] rect')
+            assert box.size["width"] > 100 and box.size["height"] > 20  # drawn, not just sent
+            browser.save_screenshot(str(tmp_path / "lineage.png"))
+            browser.find_element(By.CSS_SELECTOR, '[data-node="asset:sales/orders"]').click()
+            assert browser.find_element(By.ID, "asset-name").text == "sales/orders"
+            statuses = browser.find_elements(By.CSS_SELECTOR, "#partitions .status")
+            assert [s.text for s in statuses] == ["fresh"] * 3  # each region, per partition
+            browser.save_screenshot(str(tmp_path / "asset.png"))
+
+            browser.get(f"{live.url}/ui/")
+            rows = {
+                r.find_element(By.CSS_SELECTOR, "a.asset-link").text: r.text
+                for r in browser.find_elements(By.CSS_SELECTOR, "#assets tbody tr")
+            }
+            assert rows["sales/orders"].endswith("fresh apac")
+            assert "late" in rows["sales/daily_revenue"] and "stale" in rows["crm/customers"]
+            browser.save_screenshot(str(tmp_path / "assets.png"))
+
+            browser.get(f"{live.url}/ui/timeline?name=sales%2Forders")
+            points = browser.find_elements(By.CSS_SELECTOR, "#timeline-chart circle.point")
+            assert len(points) == 36
+            labels = browser.find_elements(By.CSS_SELECTOR, "#timeline-chart text.row-label")
+            assert sorted(t.text for t in labels) == ["apac", "eu", "us"]
+            browser.save_screenshot(str(tmp_path / "timeline.png"))
+            oldest = min(points, key=lambda p: int(p.get_attribute("data-id")))
+            oldest.click()  # a point leads to its row in the table
+            assert browser.current_url.endswith("before=2#event-1")
+            assert browser.find_element(By.ID, "event-1").is_displayed()
+
+            browser.get(f"{live.url}/ui/consumers")
+            table = browser.find_element(By.ID, "consumers").text
+            assert "reports.build_revenue sales/orders #27 #36 9" in table  # 9 events behind
+            assert "ml.train" in table and "reports.notify" in table
+            browser.save_screenshot(str(tmp_path / "consumers.png"))
+    finally:
+        browser.quit()
+        instance.close()
+    for name in ("lineage", "asset", "assets", "timeline", "consumers"):
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, name

@@ -109,7 +109,7 @@ def seed(instance: Instance, now: dt.datetime | None = None) -> None:
     backend.set_cursors("reports.notify", {EXPORT.name: 1})
 
 
-def chromium(profile: Path, *, javascript: bool, width: int = 1200, height: int = 760) -> Any:
+def chromium(profile: Path, *, javascript: bool, width: int = 1100, height: int = 720) -> Any:
     """Headless Chromium through chromedriver (an explicit driver: selenium never downloads
     one); ``javascript=False`` blocks scripts for every site."""
     from selenium import webdriver

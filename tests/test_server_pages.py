@@ -238,3 +238,16 @@ def test_new_pages_redirect_to_sign_in_and_answer_head(client: TestClient) -> No
     for page in ("/ui/consumers", "/ui/lineage"):
         assert client.get(page).status_code == 303
         assert client.head(page, headers=as_(ADMIN)).status_code == 200
+
+
+def test_lineage_of_a_remote_instance_matches_the_served_one(instance: Instance) -> None:
+    """The graph is built from stored events and cursors only, so a process that reaches
+    the server through the http backend draws the same lineage."""
+    from assetry.server.live import LiveServer
+
+    seed(instance)
+    served = lineage_from_state(instance.backend, instance.backend.list_assets())
+    app = create_app(instance, tokens=[ApiToken("admin", ADMIN, "write")])
+    with LiveServer(app) as live, Instance.from_url(live.url, token=ADMIN) as remote:
+        seen = lineage_from_state(remote.backend, remote.backend.list_assets())
+    assert seen.edges == served.edges and len(seen.edges) == 6

@@ -78,7 +78,7 @@ def lineage_svg(graph: Lineage, link: Callable[[Node], str | None]) -> Markup:
     rows = max((len(nodes) for _, nodes in columns), default=0)
     width = max(1, len(columns)) * (NODE_W + COL_GAP) - COL_GAP + 20
     height = 40 + rows * (NODE_H + ROW_GAP) + 10
-    where: dict[Node, tuple[float, float]] = {}
+    where: dict[Node, tuple[int, int]] = {}
     parts: list[str] = []
     for col, (kind, nodes) in enumerate(columns):
         x = 10 + col * (NODE_W + COL_GAP)

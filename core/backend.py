@@ -28,8 +28,10 @@ from .errors import (
     ConflictError,
     UnsupportedOperationError,
 )
+from .inputs import check_aliases, check_id, check_source_id, check_timestamp
 from .models import AssetEvent
 from .urls import scrub_text
+from .values import validate_partition_key
 
 __all__ = [
     "ANY_VERSION",
@@ -146,6 +148,11 @@ class StoreWrite:
     partition: str | None = None
     expected_version: ExpectedVersion = ANY_VERSION
 
+    def __post_init__(self) -> None:
+        version = self.expected_version
+        if version is not ANY_VERSION and version is not None:
+            check_id(version, "expected_version")
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -158,6 +165,21 @@ class NewEvent:
     source_run_id: str | None = None
     aliases: tuple[str, ...] = ()
     timestamp: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse what no backend can store, with the same typed errors on every backend
+        (:mod:`assetry.inputs`); the common event (no sources, aliases or time) costs four
+        comparisons."""
+        if self.partition_key is not None:
+            validate_partition_key(self.partition_key)
+        if self.source_task_id is not None:
+            check_source_id(self.source_task_id, "source_task_id")
+        if self.source_run_id is not None:
+            check_source_id(self.source_run_id, "source_run_id")
+        if self.aliases or type(self.aliases) is not tuple:  # "abc" is not three aliases
+            object.__setattr__(self, "aliases", check_aliases(self.aliases))
+        if self.timestamp is not None:
+            object.__setattr__(self, "timestamp", check_timestamp(self.timestamp, "timestamp"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +200,19 @@ class EventQuery:
     alias: str | None = None
     limit: int | None = None
     descending: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse bounds no backend can compare (:mod:`assetry.inputs`): ids and the limit
+        in ``0..2**63-1``, aware times within range (kept in UTC), storable names."""
+        check_id(self.after, "after")
+        check_id(self.before, "before")
+        check_id(self.limit, "limit")
+        if self.since is not None:
+            object.__setattr__(self, "since", check_timestamp(self.since, "since"))
+        if self.until is not None:
+            object.__setattr__(self, "until", check_timestamp(self.until, "until"))
+        if self.partition_key is not None:
+            validate_partition_key(self.partition_key)
 
     def matches(self, event: AssetEvent) -> bool:
         """Whether ``event`` satisfies every filter but the limit (for simple backends)."""

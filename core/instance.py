@@ -24,6 +24,7 @@ from .errors import (
     PluginError,
     StateNotFoundError,
 )
+from .inputs import check_aliases, check_id, check_source_id, check_timestamp
 from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
 from .retention import VacuumResult, vacuum_tables
@@ -303,14 +304,12 @@ class Instance:
     ) -> list[AssetEvent]:
         """Record several events of one asset in one batch (one round trip where possible)."""
         name = self._name(asset)
-        alias_names = tuple(
-            validate_name(a.name if isinstance(a, AssetAlias) else a, "an alias name")
-            for a in aliases
-        )
+        alias_names = check_aliases(aliases)
         if partition_key is not None:
             validate_partition_key(partition_key)
-        if timestamp is not None and (timestamp.tzinfo is None or timestamp.utcoffset() is None):
-            raise ValueError("an event timestamp must be timezone-aware")
+        check_source_id(source_task_id, "source_task_id")
+        check_source_id(source_run_id, "source_run_id")
+        when = check_timestamp(timestamp, "an event timestamp")
         events = [
             NewEvent(
                 asset=name,
@@ -319,7 +318,7 @@ class Instance:
                 source_task_id=source_task_id,
                 source_run_id=source_run_id,
                 aliases=alias_names,
-                timestamp=timestamp.astimezone(dt.UTC) if timestamp is not None else None,
+                timestamp=when,
             )
             for extra in extras
         ]
@@ -361,13 +360,13 @@ class Instance:
         descending: bool = False,
     ) -> list[AssetEvent]:
         """Events of an asset (ascending ids) or of an alias (by timestamp), filtered."""
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise ValueError("limit must be a non-negative int")
-        for bound in (since, until):
-            if bound is not None and bound.tzinfo is None:
-                raise ValueError("since/until must be timezone-aware datetimes")
+        after = check_id(after, "after")
+        before = check_id(before, "before")
+        limit = check_id(limit, "limit")
+        since = check_timestamp(since, "since")
+        until = check_timestamp(until, "until")
+        if partition_key is not None:
+            validate_partition_key(partition_key)
         if isinstance(asset, AssetAlias):
             return self._alias_events(
                 asset, after, before, since, until, partition_key, limit, descending
@@ -419,8 +418,8 @@ class Instance:
         page_size: int = 1000,
     ) -> Iterator[AssetEvent]:
         """Every event of ``asset`` after ``after``, fetched page by page."""
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ValueError(f"page_size must be a positive int, got {page_size!r}")
+        check_id(page_size, "page_size", minimum=1)
+        after = check_id(after, "after")
         name = asset.name if isinstance(asset, Asset) else self._name(asset)
         cursor = after
         while True:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backend import ANY_VERSION, StoreEntry, StoreWrite, version_conflict
 from .errors import ConflictError
+from .inputs import check_id
 from .retry import LOST_RACE
 from .values import decode_value, encode_value, validate_key, validate_partition_key
 
@@ -154,10 +155,7 @@ class AssetStore:
     def compare_and_set(self, key: str, value: Any, *, expected_version: int | None) -> int:
         """Write only if ``key`` is at ``expected_version`` (``None``: absent); return the new
         version, or raise :class:`ConflictError`."""
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
-            raise TypeError("expected_version must be an int or None")
+        check_id(expected_version, "expected_version")
         return self._backend.store_set(
             self.asset,
             validate_key(key),

@@ -24,6 +24,7 @@ from assetry import (
     use_instance,
 )
 from assetry.backends.memory import MemoryBackend
+from assetry.errors import AssetTypeError, AssetValueError
 
 ORDERS = Asset("orders", uri="s3://data/orders")
 CUSTOMERS = Asset("customers", uri="s3://data/customers")
@@ -381,11 +382,18 @@ def test_events_filters_by_id_partition_and_limit(inst: Instance) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"limit": -1}, {"limit": True}, {"limit": 1.5}, {"since": dt.datetime(2024, 1, 1)}],
+    ("kwargs", "error"),
+    [
+        ({"limit": -1}, AssetValueError),
+        ({"limit": True}, AssetTypeError),
+        ({"limit": 1.5}, AssetTypeError),
+        ({"since": dt.datetime(2024, 1, 1)}, AssetValueError),
+    ],
 )
-def test_events_rejects_bad_arguments(inst: Instance, kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+def test_events_rejects_bad_arguments(inst: Instance, kwargs: dict, error: type[Exception]) -> None:
+    """A value out of range is a ValueError, a value of the wrong type (a bool is not a
+    limit) a TypeError, both typed assetry errors."""
+    with pytest.raises(error):
         inst.events(ORDERS, **kwargs)
 
 

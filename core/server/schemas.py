@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+# the limits are the core's (assetry.inputs), so the API edge refuses what core refuses
+from ..inputs import MAX_ALIASES, MAX_ALIASES_BYTES, MAX_ID, MAX_SOURCE_ID_LENGTH
 from ..models import MAX_NAME_LENGTH
 
 __all__ = [
@@ -41,9 +43,6 @@ __all__ = [
     "utc",
 ]
 
-#: Event ids and versions fit a signed 64-bit column on every backend.
-MAX_ID = 2**63 - 1
-
 
 def _storable(text: str) -> str:
     """Text every backend can store and every response can carry: valid unicode (JSON's
@@ -59,13 +58,6 @@ def _storable(text: str) -> str:
 
 #: A string field of a request body.
 Text = Annotated[StrictStr, AfterValidator(_storable)]
-
-#: The longest ``source_task_id`` / ``source_run_id`` a request may carry.
-MAX_SOURCE_ID_LENGTH = 1024
-#: The most aliases one event may be emitted through, and their total UTF-8 size: what
-#: every backend stores in one row, whatever its text column's limit.
-MAX_ALIASES = 100
-MAX_ALIASES_BYTES = 16 * 1024
 
 #: ``source_task_id`` / ``source_run_id``.
 SourceId = Annotated[Text, Field(max_length=MAX_SOURCE_ID_LENGTH)]

@@ -36,6 +36,7 @@ from .cursors import CursorConformance
 from .event_deletion import EventDeletionConformance
 from .event_import import EventImportConformance
 from .events import EventLogConformance
+from .inputs import InputValidationConformance
 from .partitions import PartitionConformance
 from .persistence import PersistenceConformance, SchemaConformance
 from .registry import RegistryConformance
@@ -56,6 +57,7 @@ __all__ = [
     "EventDeletionConformance",
     "EventImportConformance",
     "EventLogConformance",
+    "InputValidationConformance",
     "PartitionConformance",
     "PersistenceConformance",
     "RegistryConformance",
@@ -81,6 +83,7 @@ class StateBackendConformance(
     EventLogConformance,
     AliasConformance,
     CursorConformance,
+    InputValidationConformance,
     BatchConformance,
     EventImportConformance,
     EventDeletionConformance,

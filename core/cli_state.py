@@ -60,7 +60,7 @@ def assets() -> None:
 @click.option(
     "--late",
     is_flag=True,
-    help="Only assets late or stale against their declared freshness; exit 1 if any.",
+    help="Only active assets late or stale against their declared freshness; exit 1 if any.",
 )
 @json_option
 def assets_list(active: bool | None, late: bool) -> None:
@@ -70,7 +70,7 @@ def assets_list(active: bool | None, late: bool) -> None:
     latest = backend.latest_events([r.name for r in records]) if records else {}
     judged = assess_assets(backend, records, latest)
     if late:
-        records = [r for r in records if judged[r.name].overdue]
+        records = [r for r in records if r.active and judged[r.name].overdue]
     if state().json:
         emit_json(
             [

@@ -86,5 +86,7 @@ def test_assets_list_late_exits_1_when_an_asset_is_overdue(cli: tuple[CliRunner,
     assert status == {"daily": "fresh", "free": "undeclared", "hourly": "stale"}
     with Instance.from_url(url) as inst:
         inst.record_event(Asset("hourly", freshness=HOUR))
+        inst.record_event(Asset("retired", freshness=HOUR), timestamp=now - 99 * HOUR)
+        inst.deactivate("retired")  # being removed: never alerted on
     result = runner.invoke(main, ["--url", url, "assets", "list", "--late"])
     assert result.exit_code == 0 and "no asset is late" in result.output

@@ -344,6 +344,12 @@ class StateBackend(abc.ABC):
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
         """The entry under ``key``, or ``None``. Reading an inactive asset's store works."""
 
+    def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:
+        """The JSON text of the entry under ``key``, or ``None``: what ``AssetStore.get``
+        needs, which a backend may read without building the entry's version and time."""
+        entry = self.store_get(asset, key, partition)
+        return None if entry is None else entry.value_json
+
     @abc.abstractmethod
     def store_set(
         self,

@@ -58,8 +58,8 @@ class AssetStore:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The stored value of ``key``, or ``default`` when it does not exist."""
-        entry = self._backend.store_get(self.asset, validate_key(key), self.partition_key)
-        return default if entry is None else decode_value(entry.value_json)
+        text = self._backend.store_value(self.asset, validate_key(key), self.partition_key)
+        return default if text is None else decode_value(text)
 
     def set(self, key: str, value: Any) -> int:
         """Write ``value`` under ``key`` (overwriting); return the entry's new version."""
@@ -291,6 +291,14 @@ class StoreBuffer:
                 return None
             return StoreEntry(key, value, version, partition)
         return self.backend.store_get(asset, key, partition)
+
+    def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:
+        """The JSON text under ``key``: this run's pending write, else the backend's."""
+        slot = (asset, partition, key)
+        if slot in self._pending:
+            value, version = self._pending[slot]
+            return None if value is None or version is None else value
+        return self.backend.store_value(asset, key, partition)
 
     def store_set(
         self,

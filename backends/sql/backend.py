@@ -122,6 +122,7 @@ class SQLBackend(SQLRegistry, SQLStore, SQLEvents, SQLCursors):
             )
         self._sql: Statements | None = None
         self._schema_lock = threading.Lock()
+        self._asset_ids: dict[str, int] = {}
         self._upsert_cursors: Any = None
 
     # -- batches --------------------------------------------------------------------------------

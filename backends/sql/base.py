@@ -173,6 +173,7 @@ class SQLBase(StateBackend):
         with self._schema_lock:
             self._db.run(lambda held: self._settle_schema(held.conn, upgrade_older=True))
             self._sql = statements_for(self._db.dialect)
+            getattr(self, "_asset_ids", {}).clear()  # a new database: ids read afresh
 
     def _settle_schema(self, conn: sa.Connection, upgrade_older: bool) -> None:
         """Under the migration lock (another process may be migrating right now): create a

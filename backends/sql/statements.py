@@ -129,6 +129,22 @@ class Statements:
                 s.c.key == key,
             )
         )
+        # The same by the asset's row id (ids are permanent: assets are never deleted).
+        self.store_get_by_id = compile_(
+            sa.select(s.c.value, s.c.version, s.c.updated_at_us).where(
+                s.c.asset_id == _p("asset_id", sa.BigInteger()),
+                s.c.partition_hash == part_hash,
+                s.c.key == key,
+            )
+        )
+        self.store_value_by_id = compile_(
+            sa.select(s.c.value).where(
+                s.c.asset_id == _p("asset_id", sa.BigInteger()),
+                s.c.partition_hash == part_hash,
+                s.c.key == key,
+            )
+        )
+        self.asset_id = compile_(sa.select(a.c.id).where(a.c.name_hash == name_hash))
         # A new entry: one row from the asset's row, only while the asset is active.
         new_row = sa.select(
             a.c.id,

@@ -46,17 +46,44 @@ class SQLStore(SQLBase):
 
     # -- asset store ----------------------------------------------------------------------------
 
+    _asset_ids: dict[str, int]
+    _MAX_CACHED_IDS = 10_000
+
+    def _cached_asset_id(self, sql: Statements, asset: str) -> int | None:
+        """The asset's row id (``None``: not registered), looked up once per name: an
+        asset's id never changes (assets are deactivated, never deleted) and reads ignore
+        whether it is active, so a cached id needs no invalidation."""
+        asset_id = self._asset_ids.get(asset)
+        if asset_id is None:
+            params = {"name_hash": digest(asset)}
+            found = self._db.run(lambda held: fetchone(sql.asset_id, params, held))
+            if found is None:  # not registered (yet): not cached
+                return None
+            if len(self._asset_ids) >= self._MAX_CACHED_IDS:
+                self._asset_ids.clear()
+            asset_id = self._asset_ids[asset] = int(found[0])
+        return asset_id
+
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
         sql = self._sql or self._ready()
-        params = {
-            "name_hash": digest(asset),
-            "partition_hash": slot(partition),
-            "key": key,
-        }
-        row = self._db.run(lambda held: fetchone(sql.store_get, params, held))
+        asset_id = self._cached_asset_id(sql, asset)
+        if asset_id is None:
+            return None
+        params = {"asset_id": asset_id, "partition_hash": slot(partition), "key": key}
+        row = self._db.run(lambda held: fetchone(sql.store_get_by_id, params, held))
         if row is None:
             return None
         return StoreEntry(key, row[0], row[1], partition, from_us(row[2]))
+
+    def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:
+        """The entry's JSON text alone (no version, no datetime built)."""
+        sql = self._sql or self._ready()
+        asset_id = self._cached_asset_id(sql, asset)
+        if asset_id is None:
+            return None
+        params = {"asset_id": asset_id, "partition_hash": slot(partition), "key": key}
+        row = self._db.run(lambda held: fetchone(sql.store_value_by_id, params, held))
+        return None if row is None else row[0]
 
     def _entry_params(
         self, asset: str, key: str, value_json: str, partition: str | None

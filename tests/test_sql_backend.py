@@ -525,3 +525,29 @@ def test_sweep_deletes_in_batches_of_batch_size(tmp_path: Path) -> None:
         assert len(deletes) == 3  # 3 + 3 + 1
         assert all("LIMIT" in statement for statement in deletes)
         assert backend.store_keys("kept") == ["k"]
+
+
+def test_store_reads_by_cached_asset_id_follow_registration_and_deactivation(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with SQLBackend(url) as reader, SQLBackend(url) as writer:
+        assert reader.store_get("late", "k") is None  # not registered: nothing is cached
+        assert reader.store_value("late", "k") is None
+        writer.register_asset("late", "s3://b/late")
+        writer.register_asset("other", "s3://b/other")
+        writer.store_set("late", "k", '{"a":1}')
+        writer.store_set("other", "k", '{"b":2}')
+        assert reader.store_value("late", "k") == '{"a":1}'
+        assert reader.store_value("other", "k") == '{"b":2}'
+        entry = reader.store_get("late", "k")
+        assert entry is not None and (entry.value_json, entry.version) == ('{"a":1}', 1)
+        writer.store_set("late", "k", '{"a":3}')  # written by another backend object
+        assert reader.store_value("late", "k") == '{"a":3}'
+        writer.deactivate_asset("late")
+        assert reader.store_value("late", "k") == '{"a":3}'  # inactive stores stay readable
+        assert writer.sweep() == 1
+        assert reader.store_value("late", "k") is None  # swept
+        assert reader.store_get("late", "k") is None
+        assert reader.store_value("other", "k") == '{"b":2}'
+        assert reader.store_value("other", "missing") is None

@@ -49,7 +49,7 @@ BAD_EVENT_FIELDS: list[Any] = [
         id="too-many-aliases",
     ),
     pytest.param(
-        {"aliases": [f"{i:03d}" + "a" * 2000 for i in range(40)]},
+        {"aliases": [f"{i:03d}" + "a" * 1000 for i in range(20)]},
         AssetValueError,
         "bytes",
         id="aliases-over-byte-limit",

@@ -251,3 +251,34 @@ def test_lineage_of_a_remote_instance_matches_the_served_one(instance: Instance)
     with LiveServer(app) as live, Instance.from_url(live.url, token=ADMIN) as remote:
         seen = lineage_from_state(remote.backend, remote.backend.list_assets())
     assert seen.edges == served.edges and len(seen.edges) == 6
+
+
+def test_timeline_chart_marks_now_and_the_overdue_stretch(
+    client: TestClient, instance: Instance
+) -> None:
+    from assetry.contracts import Freshness
+
+    now = dt.datetime.now(dt.UTC)
+    hour = dt.timedelta(hours=1)
+    regions = Asset("regions", freshness=Freshness(hour, per_partition=True))
+    instance.record_event(regions, partition_key="us", timestamp=now - 3 * hour)
+    instance.record_event(regions, partition_key="eu", timestamp=now - hour / 2)
+    svg = svg_of(client.get("/ui/timeline?name=regions", headers=as_(ADMIN)).text, "timeline-chart")
+    assert [ln.get("class") for ln in svg.iter(f"{SVG}line")].count("now") == 1
+    overdue = [r for r in svg.iter(f"{SVG}rect") if r.get("class") == "overdue"]
+    assert len(overdue) == 1  # us is two hours past due; eu is due in half an hour
+    assert "partition us" in (overdue[0].findtext(f"{SVG}title") or "")
+    points = {int(c.get("data-id", "0")): c for c in svg.iter(f"{SVG}circle")}
+    assert float(overdue[0].get("y", 0)) < float(points[1].get("cy", 0))  # on us's row
+    assert float(overdue[0].get("y", 0)) + float(overdue[0].get("height", 0)) > float(
+        points[1].get("cy", 0)
+    )
+    whole = Asset("whole", freshness=hour)
+    instance.record_event(whole, timestamp=now - 5 * hour)
+    svg = svg_of(client.get("/ui/timeline?name=whole", headers=as_(ADMIN)).text, "timeline-chart")
+    bands = [r for r in svg.iter(f"{SVG}rect") if r.get("class") == "overdue"]
+    assert len(bands) == 1 and "the asset" in (bands[0].findtext(f"{SVG}title") or "")
+    instance.record_event(ORDERS)  # no freshness declared: the chart ends at its events
+    page = client.get("/ui/timeline?name=orders", headers=as_(ADMIN)).text
+    plain = svg_of(page, "timeline-chart")
+    assert not [ln for ln in plain.iter(f"{SVG}line") if ln.get("class") == "now"]

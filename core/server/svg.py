@@ -14,6 +14,7 @@ from typing import Final
 
 from markupsafe import Markup
 
+from ..contracts import Freshness
 from ..lineage import COLUMNS, Lineage, Node
 from ..models import AssetEvent
 
@@ -113,6 +114,46 @@ def lineage_svg(graph: Lineage, link: Callable[[Node], str | None]) -> Markup:
     )
 
 
+def _due_marks(
+    events: Sequence[AssetEvent],
+    rows_total: int,
+    row_of: dict[str, int],
+    freshness: Freshness,
+    now: dt.datetime,
+    end: dt.datetime,
+    x_of: Callable[[dt.datetime], float],
+) -> list[str]:
+    """When each judged row's next update is due (a tick), and the overdue stretch from
+    then to now (a band): per partition row, or across every row for the whole asset."""
+    newest: dict[str | None, dt.datetime] = {}
+    for event in events:
+        key: str | None = (event.partition_key or "") if freshness.per_partition else None
+        if key is None or key in row_of:
+            newest[key] = max(newest.get(key, event.timestamp), event.timestamp)
+    marks: list[str] = []
+    for key, last in sorted(newest.items(), key=lambda item: str(item[0])):
+        due = last + freshness.max_age
+        if key is None:
+            y1, y2 = TOP + 2, TOP + rows_total * ROW_H - 2
+        else:
+            y1 = TOP + row_of[key] * ROW_H + 4
+            y2 = y1 + ROW_H - 8
+        name = "the asset" if key is None else f"partition {key or '(none)'}"
+        title = f"{name}: next update due {due.astimezone(dt.UTC):%Y-%m-%d %H:%M UTC}"
+        if due < now:
+            marks.append(
+                f'<rect class="overdue" x="{x_of(due):.1f}" y="{y1}" '
+                f'width="{max(1.0, x_of(now) - x_of(due)):.1f}" height="{y2 - y1}">'
+                f"<title>{_esc(title)} (overdue)</title></rect>"
+            )
+        if due <= end:
+            marks.append(
+                f'<line class="due" x1="{x_of(due):.1f}" y1="{y1}" x2="{x_of(due):.1f}" '
+                f'y2="{y2}"><title>{_esc(title)}</title></line>'
+            )
+    return marks
+
+
 def _ticks(start: dt.datetime, end: dt.datetime, count: int = 5) -> list[dt.datetime]:
     if end <= start:
         return [start]
@@ -127,10 +168,20 @@ def _tick_label(moment: dt.datetime, span: dt.timedelta) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def timeline_svg(events: Sequence[AssetEvent], link: Callable[[AssetEvent], str]) -> Markup:
+def timeline_svg(
+    events: Sequence[AssetEvent],
+    link: Callable[[AssetEvent], str],
+    *,
+    now: dt.datetime | None = None,
+    freshness: Freshness | None = None,
+) -> Markup:
     """The events as points over time, one row per partition (the most recently updated
     partitions first; beyond :data:`MAX_ROWS`, the rest share one row), or one row for an
-    unpartitioned asset. ``link(event)`` is where a point leads (its row in the table)."""
+    unpartitioned asset. ``link(event)`` is where a point leads (its row in the table).
+
+    With ``now`` (the newest page) the axis runs to now, marked; with a ``freshness`` too,
+    each judged row (every partition under ``per_partition``, else the whole chart) shows
+    the time its next update is due, and the stretch from then to now when it is overdue."""
     if not events:
         return Markup("")
     rows: list[str] = []
@@ -144,6 +195,8 @@ def timeline_svg(events: Sequence[AssetEvent], link: Callable[[AssetEvent], str]
     row_of = {key: i for i, key in enumerate(shown)}
     start = min(e.timestamp for e in events)
     end = max(e.timestamp for e in events)
+    if now is not None and now > end:
+        end = now
     span = end - start
     plot_w = CHART_W - LEFT - 20
     height = TOP + len(labels) * ROW_H + AXIS_H
@@ -175,6 +228,14 @@ def timeline_svg(events: Sequence[AssetEvent], link: Callable[[AssetEvent], str]
             f'<text class="tick-label{edge}" x="{x:.1f}" y="{axis_y + 18}">'
             f"{_esc(_tick_label(tick, span))}</text>"
         )
+    if now is not None:
+        x = x_of(min(now, end))
+        parts.append(
+            f'<line class="now" x1="{x:.1f}" y1="{TOP - 6}" x2="{x:.1f}" y2="{axis_y}"/>'
+            f'<text class="now-label" x="{x:.1f}" y="{TOP - 1}">now</text>'
+        )
+        if freshness is not None:
+            parts.extend(_due_marks(events, len(labels), row_of, freshness, now, end, x_of))
     for event in sorted(events, key=lambda e: e.id):
         row = row_of.get(event.partition_key or "", len(shown))
         y = TOP + row * ROW_H + ROW_H / 2

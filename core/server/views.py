@@ -369,7 +369,13 @@ def timeline_page(
         asset=record,
         events=events[:TIMELINE_PAGE],
         older=older,
-        chart=timeline_svg(charted, lambda e: f"{here}&before={e.id + 1}#event-{e.id}"),
+        chart=timeline_svg(
+            charted,
+            lambda e: f"{here}&before={e.id + 1}#event-{e.id}",
+            # with a freshness policy, the newest page runs to now: a gap is news
+            now=None if before_id or not record.contract.freshness else dt.datetime.now(dt.UTC),
+            freshness=record.contract.freshness,
+        ),
         charted=len(charted),
         chart_limit=CHART_EVENTS,
         partition=partition or None,

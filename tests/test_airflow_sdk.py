@@ -227,3 +227,94 @@ def test_triggering_and_outlet_events_for_asset(inst) -> None:
 
     events = write.run().events
     assert {e.asset_name: e.extra for e in events} == {"orders": {"k": 1}, "customers": {}}
+
+
+# -- DAG as Airflow takes it -----------------------------------------------------------------
+
+
+def test_dag_takes_airflow_arguments_and_a_list_schedule(inst) -> None:
+    from assetry import DAG
+
+    start = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    with DAG(
+        dag_id="both",
+        start_date=start,
+        schedule=[ORDERS, CUSTOMERS],
+        catchup=False,
+        tags=["x"],
+    ) as dag:
+
+        @task
+        def consume(triggering_asset_events):
+            return sorted(a.name for a in triggering_asset_events)
+
+    assert dag.airflow_args == {"start_date": start, "catchup": False, "tags": ["x"]}
+    assert dag.schedule == ORDERS & CUSTOMERS
+    consume.declare()  # the consumer exists before the events
+    inst.record_event(ORDERS)
+    assert not consume.is_ready()
+    inst.record_event(CUSTOMERS)
+    assert consume.is_ready()
+    assert DAG("one", schedule=[ORDERS]).schedule == ORDERS
+    assert DAG("every", schedule=dt.timedelta(hours=1)).schedule == dt.timedelta(hours=1)
+    with pytest.raises(TypeError, match="shedule"):
+        DAG("typo", shedule="@daily")
+    with pytest.raises(ValueError):
+        DAG("empty", schedule=[])
+
+
+# -- consumers start where Airflow's do ------------------------------------------------------
+
+
+def test_a_consumer_first_seen_after_events_starts_at_the_newest(inst) -> None:
+    from assetry import run_ready
+
+    inst.record_event(ORDERS, {"old": 1})
+
+    @task(schedule=ORDERS)
+    def latest(triggering_asset_events):
+        return [e.extra for e in triggering_asset_events[ORDERS]]
+
+    @task(schedule=ORDERS, start="earliest")
+    def backlog(triggering_asset_events):
+        return [e.extra for e in triggering_asset_events[ORDERS]]
+
+    assert run_ready(latest) == []
+    assert [r.value for r in run_ready(backlog)] == [[{"old": 1}]]
+    inst.record_event(ORDERS, {"new": 1})
+    assert [r.value for r in run_ready(latest, backlog)] == [[{"new": 1}], [{"new": 1}]]
+    with pytest.raises(ValueError):
+        task(schedule=ORDERS, start="oldest", task_id="bad")(lambda: None)
+
+
+def test_retention_keeps_events_for_a_declared_consumer_that_has_not_run(inst) -> None:
+    from assetry.retention import RetentionPolicy, prune_events
+
+    @task(schedule=ORDERS, start="earliest")
+    def waiting():
+        return None
+
+    inst.record_event(ORDERS)
+    waiting.declare()
+    for _ in range(2):
+        inst.record_event(ORDERS)
+    (result,) = prune_events(inst.backend, RetentionPolicy(keep_last=1), assets=["orders"])
+    assert len(inst.events(ORDERS)) == 3  # nothing pruned: the consumer has not run
+    assert result.kept_for_consumers == 2
+
+
+def test_an_alias_consumer_declared_before_its_first_target_gets_every_event(inst) -> None:
+    from assetry import run_ready
+
+    @task(schedule=BUCKET)
+    def through(triggering_asset_events):
+        return [e.asset_name for e in triggering_asset_events[BUCKET]]
+
+    assert through.declare() == {"": 0}  # seen, though the alias has no asset yet
+
+    @task(outlets=[BUCKET])
+    def emit(outlet_events):
+        outlet_events[BUCKET].add(ORDERS)
+
+    emit()
+    assert [r.value for r in run_ready(through)] == [["orders"]]

@@ -35,7 +35,7 @@ def inst(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
 
 
 def _consumer(schedule, seen: list, name: str = "consume"):
-    @task(schedule=schedule, task_id=name)
+    @task(schedule=schedule, task_id=name, start="earliest")
     def consume(triggering_asset_events):
         seen.append({a.name: [e.id for e in evs] for a, evs in triggering_asset_events.items()})
 
@@ -101,7 +101,7 @@ def test_nested_conditions(inst: Instance) -> None:
 def test_a_failed_run_does_not_move_the_cursor(inst: Instance) -> None:
     attempts: list = []
 
-    @task(schedule=A)
+    @task(schedule=A, start="earliest")
     def flaky(triggering_asset_events):
         attempts.append([e.id for e in triggering_asset_events[A]])
         if len(attempts) == 1:
@@ -110,7 +110,7 @@ def test_a_failed_run_does_not_move_the_cursor(inst: Instance) -> None:
     inst.record_event(A)
     with pytest.raises(RuntimeError, match="transient"):
         run_ready(flaky)
-    assert inst.backend.get_cursors("flaky") == {}
+    assert inst.backend.get_cursors("flaky") == {"a": 0}  # declared, not moved
     inst.record_event(A)
     run_ready(flaky)
     assert attempts == [[1], [1, 2]]
@@ -120,7 +120,7 @@ def test_a_failed_run_does_not_move_the_cursor(inst: Instance) -> None:
 def test_a_failing_consumer_stops_run_ready_and_the_rest_stay_ready(inst: Instance) -> None:
     seen: list = []
 
-    @task(schedule=A)
+    @task(schedule=A, start="earliest")
     def broken():
         raise RuntimeError("no")
 
@@ -135,7 +135,7 @@ def test_a_failing_consumer_stops_run_ready_and_the_rest_stay_ready(inst: Instan
 def test_events_committed_during_a_run_are_not_skipped(inst: Instance) -> None:
     handed: list = []
 
-    @task(schedule=A)
+    @task(schedule=A, start="earliest")
     def consume(triggering_asset_events, instance):
         handed.append([e.id for e in triggering_asset_events[A]])
         if len(handed) == 1:
@@ -182,7 +182,7 @@ def test_alias_consumer_receives_only_events_emitted_through_the_alias(inst: Ins
     alias = AssetAlias("daily_files")
     seen: list = []
 
-    @task(schedule=alias)
+    @task(schedule=alias, start="earliest")
     def everything(triggering_asset_events):
         seen.append([(e.asset_name, e.id) for e in triggering_asset_events[alias]])
 
@@ -228,7 +228,7 @@ def test_triggering_asset_events_lookup(inst: Instance) -> None:
     alias = AssetAlias("x")
     got: dict = {}
 
-    @task(schedule=A | alias)
+    @task(schedule=A | alias, start="earliest")
     def consume(triggering_asset_events):
         t = triggering_asset_events
         got["by_name"] = [e.id for e in t["a"]]
@@ -252,7 +252,7 @@ def test_triggering_asset_events_lookup(inst: Instance) -> None:
 def test_direct_call_of_a_consumer_has_no_triggering_events_and_keeps_the_cursor(
     inst: Instance,
 ) -> None:
-    @task(schedule=A)
+    @task(schedule=A, start="earliest")
     def consume(triggering_asset_events):
         return dict(triggering_asset_events)
 
@@ -286,7 +286,7 @@ def test_only_asset_scheduled_tasks_are_consumers(inst: Instance) -> None:
 def test_a_consumer_that_produces_feeds_the_next_one(inst: Instance) -> None:
     seen: list = []
 
-    @task(schedule=A, outlets=[B])
+    @task(schedule=A, outlets=[B], start="earliest")
     def transform(outlet_events, triggering_asset_events):
         outlet_events[B].extra["from"] = [e.id for e in triggering_asset_events[A]]
 

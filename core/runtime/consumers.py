@@ -8,6 +8,7 @@ cursor moves to exactly the events handed to the run, only when the run succeeds
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,13 @@ class Consumer(abc.ABC):
     """
 
     task_id: str
-    schedule: BaseAsset | str | None
+    schedule: object
+    #: Where a consumer first seen after events exist starts: ``"latest"`` (the default, as
+    #: Airflow triggers only consumers that existed when the event happened) or
+    #: ``"earliest"`` (the backlog too).
+    start: str = "latest"
+    #: When the consumer came to exist (a ``Task``: when it was defined).
+    defined_at: dt.datetime | None = None
 
     @property
     def is_consumer(self) -> bool:
@@ -69,14 +76,31 @@ class Consumer(abc.ABC):
         self._advance(inst, pending.events)
         return sum(len(v) for v in pending.events.values())
 
-    def _pending(self, inst: Instance) -> _Pending:
+    def declare(self, instance: Instance | None = None) -> dict[str, int]:
+        """Give this consumer its cursors on ``instance`` if it has none yet; return them.
+
+        A consumer starts after each asset's newest event from before it was defined
+        (``start="latest"``, the default: Airflow triggers only the consumers that existed
+        when an event happened) or before the first (``start="earliest"``). From then on
+        retention keeps every event it has not consumed, even before its first run.
+        :func:`run_ready`, :meth:`is_ready` and :meth:`pending_events` declare it too.
+        """
+        inst = instance or current_instance()
+        return _declare(inst, self, self._schedule())
+
+    def _schedule(self) -> BaseAsset:
         schedule = self.schedule
         if not isinstance(schedule, BaseAsset):
             raise TypeError(
                 f"task {self.task_id!r} is not scheduled on assets (schedule={schedule!r}); "
                 "give it schedule=<asset, alias, Asset.ref(...) or condition> to consume events"
             )
-        return _pending_events(inst, self.task_id, schedule)
+        return schedule
+
+    def _pending(self, inst: Instance) -> _Pending:
+        schedule = self._schedule()
+        cursors = _declare(inst, self, schedule)
+        return _pending_events(inst, self.task_id, schedule, cursors)
 
     def _advance(self, inst: Instance, handed: TriggeringAssetEvents) -> None:
         current = inst.backend.get_cursors(self.task_id)
@@ -90,11 +114,58 @@ class Consumer(abc.ABC):
             inst.backend.set_cursors(self.task_id, moves)
 
 
-def _pending_events(inst: Instance, consumer: str, schedule: BaseAsset) -> _Pending:
+START_CHOICES = ("latest", "earliest")
+#: The cursor key that marks a consumer seen when its schedule names no asset yet.
+SEEN = ""
+
+
+def check_start(start: str) -> str:
+    """``start`` if it is ``"latest"`` or ``"earliest"``."""
+    if start not in START_CHOICES:
+        raise ValueError(f"start must be 'latest' or 'earliest', not {start!r}")
+    return start
+
+
+def _declare(inst: Instance, item: Consumer, schedule: BaseAsset) -> dict[str, int]:
+    """The cursors of consumer ``item``, written first if it has none (see Consumer.declare)."""
+    backend = inst.backend
+    consumer = item.task_id
+    cursors = backend.get_cursors(consumer)
+    if cursors:
+        return cursors
+    names: list[str] = []
+    for leaf in dict.fromkeys(schedule.leaves()):
+        if isinstance(leaf, AssetAlias):
+            names.extend(backend.alias_targets(leaf.name))
+        elif isinstance(leaf, Asset):
+            names.append(leaf.name)  # known by name even before it is registered
+        elif isinstance(leaf, AssetRef):
+            try:
+                names.append(inst.resolve(leaf).name)
+            except AssetNotFoundError:
+                if leaf.name is not None:
+                    names.append(leaf.name)
+    fresh: dict[str, int] = {}
+    for name in dict.fromkeys(names):
+        newest = 0
+        if item.start == "latest":
+            query = EventQuery(name, until=item.defined_at, limit=1, descending=True)
+            last = backend.query_events(query)
+            newest = last[0].id if last else 0
+        fresh[name] = newest
+    # An alias with no assets yet leaves no name to hold a cursor: the empty name (never an
+    # asset's) marks the consumer as seen, so the assets the alias later emits to are read
+    # from their first event.
+    backend.set_cursors(consumer, fresh or {SEEN: 0})
+    return fresh or {SEEN: 0}
+
+
+def _pending_events(
+    inst: Instance, consumer: str, schedule: BaseAsset, cursors: dict[str, int]
+) -> _Pending:
     """Events newer than ``consumer``'s cursors for each leaf of ``schedule``, and whether
     they meet it."""
     backend = inst.backend
-    cursors = backend.get_cursors(consumer)
     by_asset: dict[str, dict[int, AssetEvent]] = {}
     assets: dict[str, Asset] = {}
     aliases: list[AssetAlias] = []

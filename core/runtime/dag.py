@@ -8,10 +8,11 @@ Airflow's ``with DAG(...):``. The checks turn a task's ``inlets``, ``outlets`` a
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..models import Asset, AssetAlias, AssetRef, BaseAsset, validate_name
+from ..models import Asset, AssetAlias, AssetAll, AssetRef, BaseAsset, validate_name
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -20,6 +21,45 @@ __all__ = ["DAG", "Inlet", "check_assets", "check_schedule", "current_dag"]
 
 #: What a task may declare as an inlet or outlet.
 Inlet = Asset | AssetRef | AssetAlias
+
+#: Airflow 3.3's other ``DAG(...)`` arguments: accepted so that a DAG file reads the same,
+#: kept in ``DAG.airflow_args`` for the orchestrator; assetry does not act on them.
+AIRFLOW_DAG_ARGS = frozenset(
+    {
+        "default_args",
+        "start_date",
+        "end_date",
+        "timezone",
+        "timetable",
+        "template_searchpath",
+        "template_undefined",
+        "user_defined_macros",
+        "user_defined_filters",
+        "max_active_tasks",
+        "max_active_runs",
+        "max_consecutive_failed_dag_runs",
+        "dagrun_timeout",
+        "deadline",
+        "sla_miss_callback",
+        "catchup",
+        "on_success_callback",
+        "on_failure_callback",
+        "doc_md",
+        "params",
+        "access_control",
+        "is_paused_upon_creation",
+        "jinja_environment_kwargs",
+        "render_template_as_native_obj",
+        "tags",
+        "owner_links",
+        "auto_register",
+        "fail_fast",
+        "allowed_run_types",
+        "dag_display_name",
+        "disable_bundle_versioning",
+        "rerun_with_latest_version",
+    }
+)
 
 _ACTIVE_DAG: contextvars.ContextVar[DAG | None] = contextvars.ContextVar(
     "assetry_dag", default=None
@@ -32,19 +72,26 @@ class DAG:
     assetry is not an orchestrator: a DAG runs nothing. Tasks declared inside the block get
     ``"<dag_id>.<task name>"`` as task id and, when they declare none, the DAG's
     ``schedule`` (an asset condition makes them consumers; a string such as ``"@daily"``
-    is kept for the orchestrator that calls them).
+    is kept for the orchestrator that calls them). As in Airflow, a list of assets means all
+    of them, and Airflow's other arguments (``start_date``, ``catchup``, ``tags``, ...) are
+    accepted and kept in :attr:`airflow_args`; an unknown one is a ``TypeError``.
     """
 
     def __init__(
         self,
         dag_id: str,
-        schedule: BaseAsset | str | None = None,
+        schedule: BaseAsset | str | dt.timedelta | Iterable[BaseAsset] | None = None,
         *,
         description: str | None = None,
+        **airflow_args: Any,
     ) -> None:
+        unknown = sorted(set(airflow_args) - AIRFLOW_DAG_ARGS)
+        if unknown:
+            raise TypeError(f"DAG() got unexpected keyword argument(s): {', '.join(unknown)}")
         self.dag_id = validate_name(dag_id, "a dag_id")
         self.schedule = check_schedule(schedule, f"DAG {dag_id!r}")
         self.description = description
+        self.airflow_args: dict[str, Any] = airflow_args
         self.tasks: list[Task] = []
         self._tokens: list[contextvars.Token[DAG | None]] = []
 
@@ -59,13 +106,19 @@ class DAG:
         _ACTIVE_DAG.reset(self._tokens.pop())
 
 
-def check_schedule(schedule: object, owner: str) -> BaseAsset | str | None:
-    """``schedule`` if it is an asset condition, a time schedule string or ``None``."""
-    if schedule is None or isinstance(schedule, str | BaseAsset):
+def check_schedule(schedule: object, owner: str) -> BaseAsset | str | dt.timedelta | None:
+    """``schedule`` if it is an asset condition, a time schedule (a string or a timedelta,
+    kept for the orchestrator) or ``None``; a list of assets is all of them, as in Airflow."""
+    if schedule is None or isinstance(schedule, str | BaseAsset | dt.timedelta):
         return schedule
+    if isinstance(schedule, list | tuple) and all(isinstance(a, BaseAsset) for a in schedule):
+        if not schedule:
+            raise ValueError(f"the schedule of {owner} is an empty list of assets")
+        return schedule[0] if len(schedule) == 1 else AssetAll(*schedule)
     raise TypeError(
         f"the schedule of {owner} must be an Asset, Asset.ref(...), AssetAlias, a condition "
-        f"(a & b, a | b), a time schedule string or None, not {type(schedule).__name__}"
+        f"(a & b, a | b), a list of assets, a time schedule (string or timedelta) or None, "
+        f"not {type(schedule).__name__}"
     )
 
 

@@ -18,7 +18,7 @@ from ..backend import utcnow
 from ..instance import Instance, current_instance
 from ..models import BaseAsset, validate_name
 from ..values import validate_partition_key
-from .consumers import Consumer
+from .consumers import Consumer, check_start
 from .dag import Inlet, check_assets, check_schedule, current_dag
 from .events import TriggeringAssetEvents
 from .execution import UNSET, RunOptions, TaskRun, TaskRunState
@@ -39,6 +39,7 @@ class Task(Consumer):
         schedule: BaseAsset | str | None = None,
         partition_key: str | Callable[[dt.datetime], str] | None = None,
         atomic: bool = False,
+        start: str = "latest",
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task decorates a function, not {type(fn).__name__}")
@@ -60,6 +61,9 @@ class Task(Consumer):
             validate_partition_key(partition_key)
         self.partition_key = partition_key
         self.atomic = bool(atomic)
+        self.start = check_start(start)
+        # the consumer exists from now on, as an Airflow DAG does once parsed
+        self.defined_at = utcnow()
         self._signature = inspect.signature(fn)
         if dag is not None:
             dag.tasks.append(self)
@@ -133,6 +137,7 @@ def task(
     schedule: BaseAsset | str | None = None,
     partition_key: str | Callable[[dt.datetime], str] | None = None,
     atomic: bool = False,
+    start: str = "latest",
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -146,6 +151,7 @@ def task(
     schedule: BaseAsset | str | None = None,
     partition_key: str | Callable[[dt.datetime], str] | None = None,
     atomic: bool = False,
+    start: str = "latest",
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Make a function a task: calling it runs it against the current instance.
 
@@ -153,7 +159,9 @@ def task(
     ``Asset.ref(...)``, ``AssetAlias``); ``schedule`` an asset condition that makes it a
     consumer for :func:`run_ready`; ``partition_key`` (a string, or a function of the logical
     date) the partition its events belong to; ``atomic=True`` holds the run's store writes
-    back and commits them with its events (in one transaction where the backend has them).
+    back and commits them with its events (in one transaction where the backend has them);
+    ``start`` where a consumer first seen after events exist begins: ``"latest"`` (Airflow's
+    behaviour) or ``"earliest"`` (the backlog).
     Works with plain, async and generator functions (a generator may ``yield Metadata``).
     """
     options: dict[str, Any] = {
@@ -163,6 +171,7 @@ def task(
         "schedule": schedule,
         "partition_key": partition_key,
         "atomic": atomic,
+        "start": start,
     }
     if fn is not None:
         return Task(fn, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import heapq
 import inspect
@@ -260,6 +261,32 @@ class Instance:
         events first (``assetry events prune``) to let more versions go."""
         names = [self._name(a) for a in assets] if assets is not None else None
         return vacuum_tables(self.backend, self.io_manager, assets=names, dry_run=dry_run)
+
+    # -- async twins -----------------------------------------------------------------------
+    # No backend has a native async driver yet: each runs the blocking call in a worker
+    # thread (asyncio.to_thread), so a coroutine never blocks the event loop.
+
+    async def aregister(self, asset: Asset) -> AssetRecord:
+        """Async :meth:`register`."""
+        return await asyncio.to_thread(self.register, asset)
+
+    async def aresolve(self, ref: AssetRef | Asset | str) -> Asset:
+        """Async :meth:`resolve`."""
+        return await asyncio.to_thread(self.resolve, ref)
+
+    async def arecord_event(self, asset: AssetLike, *args: Any, **kwargs: Any) -> AssetEvent:
+        """Async :meth:`record_event`."""
+        return await asyncio.to_thread(self.record_event, asset, *args, **kwargs)
+
+    async def aevents(self, asset: AssetLike, **kwargs: Any) -> list[AssetEvent]:
+        """Async :meth:`events`."""
+        return await asyncio.to_thread(lambda: self.events(asset, **kwargs))
+
+    async def alatest_event(
+        self, asset: AssetLike, partition_key: str | None = None
+    ) -> AssetEvent | None:
+        """Async :meth:`latest_event`."""
+        return await asyncio.to_thread(self.latest_event, asset, partition_key)
 
     # -- asset store -----------------------------------------------------------------------
 

@@ -318,3 +318,18 @@ def test_an_alias_consumer_declared_before_its_first_target_gets_every_event(ins
 
     emit()
     assert [r.value for r in run_ready(through)] == [["orders"]]
+
+
+def test_instance_async_twins(inst) -> None:
+    async def main() -> tuple[Any, ...]:
+        await inst.aregister(ORDERS)
+        resolved = await inst.aresolve(Asset.ref(name="orders"))
+        event = await inst.arecord_event(ORDERS, {"k": 1})
+        events = await inst.aevents(ORDERS)
+        latest = await inst.alatest_event(ORDERS)
+        return resolved, event, events, latest
+
+    resolved, event, events, latest = asyncio.run(main())
+    assert resolved == ORDERS
+    assert [e.id for e in events] == [event.id] and latest.id == event.id
+    assert latest.extra == {"k": 1}

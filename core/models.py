@@ -88,7 +88,8 @@ class BaseAsset:
 class Asset(BaseAsset):
     """A data asset, identified by a unique name and a URI.
 
-    At least one of ``name`` and ``uri`` is needed; a missing one copies the other.
+    At least one of ``name`` and ``uri`` is needed; a missing one copies the other (a name
+    copied from a URI has its secret query values masked, as the URI is rendered).
     ``checks`` are data checks run by the IO manager before anything is published;
     ``partition_column`` names the column a partition key maps to in tables.
 
@@ -143,7 +144,9 @@ class Asset(BaseAsset):
             uri = normalize_uri(name)
         if name is None:
             assert uri is not None
-            name = uri
+            # the URI as shown (secret query values such as a SAS ``sig=`` masked): a name
+            # is printed, logged and stored in plain text everywhere
+            name = validate_name(render_url(uri))
         validate_name(group, "an asset group")
         if extra is None:
             extra = {}

@@ -38,6 +38,16 @@ def test_asset_with_only_a_uri_uses_the_normalised_uri_as_name() -> None:
     assert (asset.name, asset.uri) == ("s3://data/orders", "s3://data/orders")
 
 
+def test_asset_named_by_its_uri_keeps_secret_query_values_out_of_the_name() -> None:
+    uri = "abfs://lake@acct.dfs.core.windows.net/orders?sv=2022&sig=S3cretSAS"
+    asset = Asset(uri=uri)
+    assert "S3cretSAS" in asset.uri  # the identity keeps it, rendered as *** when shown
+    assert "S3cretSAS" not in asset.name
+    assert asset.name == "abfs://lake@acct.dfs.core.windows.net/orders?sig=***&sv=2022"
+    assert "S3cretSAS" not in repr(asset)
+    assert pickle.loads(pickle.dumps(asset)) == asset
+
+
 def test_asset_name_is_kept_verbatim_and_uri_normalised() -> None:
     asset = Asset("Orders/", uri="S3://data/orders/?b=1&a=2#x")
     assert asset.name == "Orders/"

@@ -115,8 +115,6 @@ class Consumer(abc.ABC):
 
 
 START_CHOICES = ("latest", "earliest")
-#: The cursor key that marks a consumer seen when its schedule names no asset yet.
-SEEN = ""
 
 
 def check_start(start: str) -> str:
@@ -153,11 +151,11 @@ def _declare(inst: Instance, item: Consumer, schedule: BaseAsset) -> dict[str, i
             last = backend.query_events(query)
             newest = last[0].id if last else 0
         fresh[name] = newest
-    # An alias with no assets yet leaves no name to hold a cursor: the empty name (never an
-    # asset's) marks the consumer as seen, so the assets the alias later emits to are read
-    # from their first event.
-    backend.set_cursors(consumer, fresh or {SEEN: 0})
-    return fresh or {SEEN: 0}
+    # An alias with no assets yet leaves nothing to write: the consumer stays unseen, and
+    # its start is still measured from when it was defined.
+    if fresh:
+        backend.set_cursors(consumer, fresh)
+    return fresh
 
 
 def _pending_events(

@@ -4,6 +4,7 @@
     python benchmarks/reliability_report.py --quick    # the default (CI) sizes instead
     python benchmarks/reliability_report.py --scale 2  # ASSETRY_STRESS_SCALE=2 on top
     python benchmarks/reliability_report.py --from figures.json   # render a saved run
+    python benchmarks/reliability_report.py --from a.json b.json  # render runs of parts
 
 The suite records, per test, the load a backend held (writers x operations), the faults it
 survived, the hostile inputs it was given, the texts searched for a secret, and what was
@@ -118,21 +119,74 @@ def _n(value: int) -> str:
     return f"{value:,}" if value else "-"
 
 
+def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from runs of parts of the suite (e.g. ``-k sqlite``, ``-k http``).
+
+    Each run keeps its own command, time and status under ``runs``, so the section can
+    say which command produced which figures; the report fails if any run failed.
+    """
+    parts = [
+        {
+            "command": run.get("command", shown_command(not run["run_slow"], None)),
+            "started": run.get("started", "unknown time"),
+            "minutes": run.get("minutes", "?"),
+            "exitstatus": run["exitstatus"],
+            "backends": sorted({fig["backend"] for fig in run["figures"]}, key=_order),
+        }
+        for run in runs
+    ]
+    return {
+        "run_slow": all(run["run_slow"] for run in runs),
+        "exitstatus": max(run["exitstatus"] for run in runs),
+        "figures": [fig for run in runs for fig in run["figures"]],
+        "runs": parts,
+        **({"commit": runs[0]["commit"]} if "commit" in runs[0] else {}),
+    }
+
+
+def _status(exitstatus: int) -> str:
+    return "all tests passed" if exitstatus == 0 else "SOME TESTS FAILED"
+
+
+def _provenance(data: dict[str, Any]) -> list[str]:
+    """The lines saying which command produced the figures, and when."""
+    commit = data.get("commit", _commit())
+    if "runs" not in data:
+        return [
+            "Produced by this command (at commit "
+            f"`{commit}`, {data.get('started', 'unknown time')}, "
+            f"{data.get('minutes', '?')} min on the project's 2-core machine, "
+            f"{_status(data['exitstatus'])}):",
+            "",
+            "```bash",
+            data.get("command", shown_command(not data["run_slow"], None)),
+            "python benchmarks/reliability_report.py   # runs the line above and writes this "
+            "section",
+            "```",
+        ]
+    lines = [
+        f"Produced by these {len(data['runs'])} commands, one part of the suite each (at commit "
+        f"`{commit}`, on the project's 2-core machine while it was shared with other work, "
+        f"{_status(data['exitstatus'])}); each comment names the rows that command produced:",
+        "",
+        "```bash",
+    ]
+    for run in data["runs"]:
+        lines += [
+            f"# {', '.join(run['backends'])}: {run['started']}, {run['minutes']} min, "
+            f"{_status(run['exitstatus'])}",
+            run["command"],
+        ]
+    return [*lines, "```"]
+
+
 def render(data: dict[str, Any]) -> str:
     """The figures section of docs/reliability.md."""
     figures = data["figures"]
-    status = "all tests passed" if data["exitstatus"] == 0 else "SOME TESTS FAILED"
     lines = [
         START,
         "",
-        "Produced by this command (at commit "
-        f"`{data.get('commit', _commit())}`, {data.get('started', 'unknown time')}, "
-        f"{data.get('minutes', '?')} min on the project's 2-core machine, {status}):",
-        "",
-        "```bash",
-        data.get("command", shown_command(not data["run_slow"], None)),
-        "python benchmarks/reliability_report.py   # runs the line above and writes this section",
-        "```",
+        *_provenance(data),
         "",
         "Per backend: the most writers that ran at once and the operations they completed, the "
         "faults survived, the hostile inputs tried, the texts searched for a secret, and what "
@@ -186,12 +240,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="default sizes, not --run-slow")
     parser.add_argument("--scale", help="ASSETRY_STRESS_SCALE for the run (a multiplier)")
-    parser.add_argument("--from", dest="source", type=Path, help="render a saved figures file")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        nargs="+",
+        help="render saved figures files (several: runs of parts of the suite, merged)",
+    )
     parser.add_argument("--save", type=Path, help="also save the raw figures as JSON here")
     parser.add_argument("--no-write", action="store_true", help="print only, leave the doc")
     args = parser.parse_args(argv)
     if args.source:
-        data = json.loads(args.source.read_text(encoding="utf-8"))
+        runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.source]
+        data = runs[0] if len(runs) == 1 else merge(runs)
     else:
         data = run_suite(args.quick, args.scale)
         data["commit"] = _commit()

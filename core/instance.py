@@ -236,7 +236,7 @@ class Instance:
         if isinstance(asset, AssetRef) and asset.uri is not None:
             return self.backend.get_asset_by_uri(normalize_uri(asset.uri))
         name = asset.name if isinstance(asset, Asset | AssetRef) else asset
-        return self.backend.get_asset(name) if name else None
+        return self.backend.get_asset(validate_name(name)) if name else None
 
     def assets(self, *, active: bool | None = None) -> list[AssetRecord]:
         """Registered assets sorted by name."""

@@ -282,8 +282,10 @@ class AssetRef(BaseAsset):
     def __init__(self, *, name: str | None = None, uri: str | None = None) -> None:
         if (name is None) == (uri is None):
             raise AssetTypeError("AssetRef takes exactly one of name= or uri=")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "uri", uri)
+        # checked here, not where it is resolved: a name or URI no backend can store
+        # must be a typed error, never a driver's
+        object.__setattr__(self, "name", None if name is None else validate_name(name))
+        object.__setattr__(self, "uri", None if uri is None else normalize_uri(uri))
 
     name: str | None
     uri: str | None

@@ -165,6 +165,31 @@ class InputValidationConformance(ConformanceBase):
         assert instance.events(AssetAlias("a")) == []
 
     @pytest.mark.parametrize(
+        "name",
+        [
+            pytest.param("a\x00b", id="nul"),
+            pytest.param("\ud800", id="surrogate"),
+            pytest.param("n" * 70_000, id="over-64KiB"),
+        ],
+    )
+    def test_unstorable_asset_names_are_refused_before_any_lookup(
+        self, instance: Instance, name: str
+    ) -> None:
+        lookups = [
+            lambda: instance.get_asset(name),
+            lambda: instance.resolve(name),
+            lambda: instance.asset_store(name),
+            lambda: instance.events(name),
+            lambda: instance.latest_event(name),
+            lambda: instance.record_event(name),
+            lambda: instance.deactivate(name),
+            lambda: instance.get_asset(Asset.ref(uri=f"s3://x/{name}")),
+        ]
+        for lookup in lookups:
+            with pytest.raises(AssetValueError):
+                lookup()
+
+    @pytest.mark.parametrize(
         ("version", "error"),
         [
             pytest.param(2**63, AssetValueError, id="2**63"),

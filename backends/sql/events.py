@@ -40,7 +40,19 @@ __all__ = ["SQLEvents"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _timedelta = dt.timedelta
-_loads = json.loads
+_scan = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` for the compact JSON text the backend writes, by the decoder's scanner
+    directly (no whitespace matching around it); anything else goes to ``json.loads``."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises the usual JSONDecodeError
+    return value if end == len(text) else json.loads(text)
+
+
 _BIG = sa.BigInteger()
 
 
@@ -149,16 +161,16 @@ class SQLEvents(SQLBase):
                     "alias": alias,
                 }
             out.append(
-                AssetEvent(
-                    id=event_id,
-                    asset_name=event.asset,
-                    asset_uri=uri,
-                    timestamp=moment,
-                    extra={} if event.extra_json == "{}" else json.loads(event.extra_json),
-                    partition_key=event.partition_key,
-                    source_task_id=event.source_task_id,
-                    source_run_id=event.source_run_id,
-                    aliases=tuple(event.aliases),
+                AssetEvent(  # by position: cheaper for large batches
+                    event_id,
+                    event.asset,
+                    uri,
+                    moment,
+                    {} if event.extra_json == "{}" else _loads(event.extra_json),
+                    event.partition_key,
+                    event.source_task_id,
+                    event.source_run_id,
+                    tuple(event.aliases),
                 )
             )
         sql.insert_event.run_many(cursor, rows)

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AssetValueError, ConflictError, StoreValueError
+from ..errors import AssetNotFoundError, AssetValueError, ConflictError, StoreValueError
 from ..instance import Instance
 from ..store import AssetStore
 from ..uri import normalize_uri
@@ -95,8 +95,6 @@ def asset_store(asset: Any) -> AssetStore:
             mapper = _mappers[id(inst)] = AssetMapper(inst)
     if isinstance(asset, str):
         from airflow.sdk._shared.state import AssetScope
-
-        from .worker import resolve_airflow_asset
 
         found = resolve_airflow_asset(inst, AssetScope(name=asset))
     else:
@@ -262,3 +260,41 @@ def _fallback_uri(name: str) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def resolve_airflow_asset(instance: Instance, scope: Any) -> AirflowAsset:
+    """Name and URI of a scope's asset: from Airflow inside a task, else from assetry."""
+    found = _ask_airflow(scope)
+    if found is not None:
+        return found
+    backend = instance.backend
+    record = (
+        backend.get_asset(scope.name)
+        if scope.name
+        else backend.get_asset_by_uri(normalize_uri(scope.uri or ""))
+    )
+    if record is not None:
+        return AirflowAsset(record.name, record.uri, record.group)
+    if scope.name and scope.uri:
+        return AirflowAsset(scope.name, scope.uri)
+    what = f"name {scope.name!r}" if scope.name else f"uri {scope.uri!r}"
+    raise AssetNotFoundError(
+        f"no asset with {what} is known to Airflow or assetry; declare it in a Dag"
+    )
+
+
+def _ask_airflow(scope: Any) -> AirflowAsset | None:
+    """The asset as Airflow's API server knows it, when running inside an Airflow task."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.comms import AssetResult, GetAssetByName, GetAssetByUri
+    except ImportError:
+        return None
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    if comms is None:
+        return None
+    msg = GetAssetByName(name=scope.name) if scope.name else GetAssetByUri(uri=scope.uri or "")
+    resp = comms.send(msg)
+    if not isinstance(resp, AssetResult):
+        return None
+    return AirflowAsset(resp.name, resp.uri, resp.group or "asset")

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from airflow.sdk._shared.state import AssetScope, BaseStoreBackend, StoreScope
 
-from ..errors import AssetNotFoundError, ConfigurationError
+from ..errors import ConfigurationError
 from ..instance import Instance
 from ..uri import normalize_uri
 from ._common import (
@@ -24,6 +24,7 @@ from ._common import (
     AssetMapper,
     build_instance,
     is_task_scope,
+    resolve_airflow_asset,
     text_from_value_json,
     value_for_text,
 )
@@ -196,27 +197,6 @@ class AssetryWorkerStoreBackend(BaseStoreBackend):
         return resolve_airflow_asset(self.instance, scope)
 
 
-def resolve_airflow_asset(instance: Instance, scope: AssetScope) -> AirflowAsset:
-    """Name and URI of a scope's asset: from Airflow inside a task, else from assetry."""
-    found = _ask_airflow(scope)
-    if found is not None:
-        return found
-    backend = instance.backend
-    record = (
-        backend.get_asset(scope.name)
-        if scope.name
-        else backend.get_asset_by_uri(normalize_uri(scope.uri or ""))
-    )
-    if record is not None:
-        return AirflowAsset(record.name, record.uri, record.group)
-    if scope.name and scope.uri:
-        return AirflowAsset(scope.name, scope.uri)
-    what = f"name {scope.name!r}" if scope.name else f"uri {scope.uri!r}"
-    raise AssetNotFoundError(
-        f"no asset with {what} is known to Airflow or assetry; declare it in a Dag"
-    )
-
-
 def _asset_scope(scope: StoreScope, op: str) -> AssetScope:
     if not is_task_scope(scope):
         return scope  # type: ignore[return-value]
@@ -224,20 +204,3 @@ def _asset_scope(scope: StoreScope, op: str) -> AssetScope:
         f"AssetryWorkerStoreBackend.{op}() keeps asset scopes only; task-store values stay "
         "inline in Airflow's state store"
     )
-
-
-def _ask_airflow(scope: AssetScope) -> AirflowAsset | None:
-    """The asset as Airflow's API server knows it, when running inside an Airflow task."""
-    try:
-        from airflow.sdk.execution_time import task_runner
-        from airflow.sdk.execution_time.comms import AssetResult, GetAssetByName, GetAssetByUri
-    except ImportError:
-        return None
-    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    if comms is None:
-        return None
-    msg = GetAssetByName(name=scope.name) if scope.name else GetAssetByUri(uri=scope.uri or "")
-    resp = comms.send(msg)
-    if not isinstance(resp, AssetResult):
-        return None
-    return AirflowAsset(resp.name, resp.uri, resp.group or "asset")

@@ -64,7 +64,29 @@ class LiveServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the server on {self.url} did not start in {timeout}s")
             time.sleep(0.01)
+        self._wait_until_answering(deadline)
         return self
+
+    def _wait_until_answering(self, deadline: float) -> None:
+        """Block until one HTTP request gets a response: ``started`` only means the socket
+        listens, and the first request (imports, route compilation) can be slow on a busy
+        machine, which callers with short client timeouts would see as a hang."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the server on {self.url} did not answer in time")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=remaining) as probe:
+                    probe.sendall(
+                        f"HEAD / HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                        "Connection: close\r\n\r\n".encode("ascii")
+                    )
+                    if probe.recv(1):
+                        return
+            except OSError:
+                if not self._thread or not self._thread.is_alive():
+                    raise RuntimeError(f"the server on {self.url} stopped while starting") from None
+            time.sleep(0.01)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to finish its requests and stop; wait for its thread."""

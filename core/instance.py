@@ -251,7 +251,7 @@ class Instance:
 
     def sweep(self, *, batch_size: int = 1000) -> int:
         """Remove the store entries of inactive assets; return how many were removed."""
-        return self.backend.sweep(batch_size=batch_size)
+        return self.backend.sweep(batch_size=check_id(batch_size, "batch_size", minimum=1))
 
     def vacuum(
         self, assets: Sequence[AssetLike] | None = None, *, dry_run: bool = False

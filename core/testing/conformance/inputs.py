@@ -125,6 +125,16 @@ class InputValidationConformance(ConformanceBase):
         with pytest.raises(error):
             instance.events(AssetAlias("through"), **fields)
 
+    @pytest.mark.parametrize(
+        ("size", "error"),
+        [(0, AssetValueError), (2**63, AssetValueError), (True, AssetTypeError)],
+    )
+    def test_sweep_batch_size_is_checked(
+        self, instance: Instance, size: Any, error: type[Exception]
+    ) -> None:
+        with pytest.raises(error):
+            instance.sweep(batch_size=size)
+
     def test_iter_events_checks_its_cursor(self, instance: Instance, asset: Asset) -> None:
         with pytest.raises(AssetValueError):
             list(instance.iter_events(asset, after=2**63))

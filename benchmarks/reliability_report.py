@@ -125,6 +125,7 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Each run keeps its own command, time and status under ``runs``, so the section can
     say which command produced which figures; the report fails if any run failed.
     """
+    failed = [run["exitstatus"] for run in runs if run["exitstatus"] not in (0, INTERRUPTED)]
     parts = [
         {
             "command": run.get("command", shown_command(not run["run_slow"], None)),
@@ -137,15 +138,23 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ]
     return {
         "run_slow": all(run["run_slow"] for run in runs),
-        "exitstatus": max(run["exitstatus"] for run in runs),
+        "exitstatus": max(run["exitstatus"] for run in runs) if not failed else failed[0],
         "figures": [fig for run in runs for fig in run["figures"]],
         "runs": parts,
         **({"commit": runs[0]["commit"]} if "commit" in runs[0] else {}),
     }
 
 
+#: pytest's exit code when the run was stopped (Ctrl-C, SIGINT) before it finished.
+INTERRUPTED = 2
+
+
 def _status(exitstatus: int) -> str:
-    return "all tests passed" if exitstatus == 0 else "SOME TESTS FAILED"
+    if exitstatus == 0:
+        return "all tests passed"
+    if exitstatus == INTERRUPTED:
+        return "STOPPED BEFORE THE END: only the tests that finished have rows"
+    return "SOME TESTS FAILED"
 
 
 def _provenance(data: dict[str, Any]) -> list[str]:

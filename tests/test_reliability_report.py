@@ -91,3 +91,13 @@ def test_a_single_run_keeps_its_one_command(report: ModuleType) -> None:
     section = report.render(run)
     assert "Produced by this command (at commit `abc1234`" in section
     assert "python benchmarks/reliability_report.py   # runs the line above" in section
+
+
+def test_a_stopped_part_says_so_and_a_failure_still_wins(report: ModuleType) -> None:
+    stopped = _run("python -m pytest tests/stress --run-slow -k s3", 2, _figure("s3", 3))
+    passed = _run("python -m pytest tests/stress --run-slow -k http", 0, _figure("http", 10))
+    failed = _run("python -m pytest tests/stress --run-slow -k file", 1, _figure("file", 3))
+    section = report.render(report.merge([passed, stopped]))
+    assert "# s3: 2026-12-03T11:09:14+00:00, 7.5 min, STOPPED BEFORE THE END" in section
+    assert report.merge([passed, stopped])["exitstatus"] == 2
+    assert report.merge([stopped, failed, passed])["exitstatus"] == 1

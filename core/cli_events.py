@@ -355,16 +355,26 @@ def _print_vacuum(results: list[VacuumResult], dry_run: bool) -> None:
 
 @click.command()
 @click.option("--asset", "asset_names", multiple=True, help="Only this asset (repeatable).")
+@yes_option
 @click.option("--dry-run", is_flag=True, help="List what would be expired; expire nothing.")
 @json_option
-def vacuum(asset_names: tuple[str, ...], dry_run: bool) -> None:
+def vacuum(asset_names: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Expire table versions (Delta, Iceberg) older than the oldest one a live event pins.
 
     Every event left in the log still reads its data (``connect(asset, as_of=event)``), and
     pruning never deletes an event a consumer has not read; run ``assetry events prune``
-    first to let more versions go."""
+    first to let more versions go. Asks first on a terminal; without one it needs --yes."""
     inst = state().instance()
     names = [record_of(inst.backend, n).name for n in asset_names] or None
+    if not dry_run:
+        planned = inst.vacuum(names, dry_run=True)
+        total = sum(len(r.expired) for r in planned)
+        if total:  # nothing to expire needs no consent
+            confirm_destructive(
+                f"expire {total} table version(s) of "
+                f"{sum(1 for r in planned if r.expired)} asset(s)",
+                yes=yes,
+            )
     results = inst.vacuum(names, dry_run=dry_run)
     if state().json:
         emit_json(

@@ -94,7 +94,10 @@ def test_assetry_vacuum_command(table_uri: str) -> None:
     body = json.loads(dry.stdout)
     assert body["dry_run"] is True and body["expired"] == 0  # every event pins its version
     inst.backend.delete_events("orders", [e.id for e in inst.events(asset)[:2]])
-    out = runner.invoke(main, ["--url", url, "vacuum", "--asset", "orders"])
+    refused = runner.invoke(main, ["--url", url, "vacuum", "--asset", "orders"])
+    assert refused.exit_code == 2 and "--yes" in refused.output  # no terminal to ask on
+    assert _read(inst, asset, inst.events(asset)[-1]) == [2]
+    out = runner.invoke(main, ["--url", url, "vacuum", "--asset", "orders", "--yes"])
     assert out.exit_code == 0, out.output
     assert "expired" in out.stdout and "orders" in out.stdout
     latest = inst.events(asset)[-1]

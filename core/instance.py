@@ -20,6 +20,7 @@ from .contracts import check_new_events
 from .current import _current, instance_scope
 from .errors import (
     AssetNotFoundError,
+    AssetTypeError,
     ConfigurationError,
     ConflictError,
     PluginError,
@@ -251,7 +252,10 @@ class Instance:
 
     def sweep(self, *, batch_size: int = 1000) -> int:
         """Remove the store entries of inactive assets; return how many were removed."""
-        return self.backend.sweep(batch_size=check_id(batch_size, "batch_size", minimum=1))
+        size = check_id(batch_size, "batch_size", minimum=1)
+        if size is None:  # check_id lets None through; a batch needs a size
+            raise AssetTypeError("batch_size must be an int, not NoneType")
+        return self.backend.sweep(batch_size=size)
 
     def vacuum(
         self, assets: Sequence[AssetLike] | None = None, *, dry_run: bool = False

@@ -40,7 +40,8 @@ __all__ = ["SQLEvents"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _timedelta = dt.timedelta
-_scan = json.JSONDecoder().scan_once
+# scan_once is an instance attribute set by JSONDecoder.__init__, missing from the stubs
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _loads(text: str) -> Any:

@@ -278,3 +278,48 @@ def test_two_processes_appending_on_s3_lose_no_commit(s3_process_server) -> None
             if w == tag
         ]
         assert sorted(rows) == list(range(count))
+
+
+# -- polars, both ways ------------------------------------------------------------------------
+
+
+def _polars() -> Any:
+    return pytest.importorskip(
+        "polars", reason="the polars read-back tests need polars: pip install -e '.[test]'"
+    )
+
+
+def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
+    pl = _polars()
+    asset = Asset("orders", uri=f"delta+file://{tmp_path}/orders", partition_column="ds")
+    with _dispatcher().connect(asset, "2024-06-01") as handle:
+        handle.insert(_table([1, 2]))
+    with _dispatcher().connect(asset, "2024-06-02") as handle:
+        handle.overwrite(_table([3, 4]))
+    frame = pl.read_delta(str(tmp_path / "orders"))
+    assert sorted(frame["id"].to_list()) == [1, 2, 3, 4]
+    assert sorted(set(frame["ds"].to_list())) == ["2024-06-01", "2024-06-02"]
+    pinned = pl.read_delta(str(tmp_path / "orders"), version=0)
+    assert sorted(pinned["id"].to_list()) == [1, 2]
+    lazy = pl.scan_delta(str(tmp_path / "orders")).filter(pl.col("ds") == "2024-06-02")
+    assert sorted(lazy.collect()["id"].to_list()) == [3, 4]
+
+
+def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
+    pl = _polars()
+    path = str(tmp_path / "events")
+    pl.DataFrame(
+        {"id": [1, 2], "name": ["n1", "n2"], "ds": ["a", "a"]},
+        schema={"id": pl.Int64, "name": pl.String, "ds": pl.String},
+    ).write_delta(path, delta_write_options={"partition_by": ["ds"]})
+    pl.DataFrame(
+        {"id": [3], "name": ["n3"], "ds": ["b"]},
+        schema={"id": pl.Int64, "name": pl.String, "ds": pl.String},
+    ).write_delta(path, mode="append")
+    asset = Asset("events", uri=f"delta+file://{path}", partition_column="ds")
+    with _dispatcher().connect(asset) as handle:
+        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
+    with _dispatcher().connect(asset, "b") as handle:
+        assert _ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(_table([30, 31]))
+    assert sorted(pl.read_delta(path)["id"].to_list()) == [1, 2, 30, 31]

@@ -308,3 +308,54 @@ def test_an_unreachable_catalog_is_backend_unavailable_without_the_password() ->
     text = f"{info.value} {info.value!r}"
     assert "iceberg_default" in text and "127.0.0.1" in text
     assert secret not in text and "S3cret" not in text
+
+
+# -- polars, both ways ------------------------------------------------------------------------
+
+
+def _polars() -> Any:
+    return pytest.importorskip(
+        "polars", reason="the polars read-back tests need polars: pip install -e '.[test]'"
+    )
+
+
+def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
+    pl = _polars()
+    asset = Asset("orders", uri=f"iceberg+file://{tmp_path}/wh/sales/orders", partition_column="ds")
+    dispatcher = _dispatcher()
+    with dispatcher.connect(asset, "2024-06-01") as handle:
+        handle.insert(_table([1, 2]))
+    with dispatcher.connect(asset, "2024-06-02") as handle:
+        handle.overwrite(_table([3, 4]))
+    table = _local_catalog(tmp_path / "wh").load_table("sales.orders")
+    frame = pl.scan_iceberg(table).collect()
+    assert sorted(frame["id"].to_list()) == [1, 2, 3, 4]
+    assert sorted(set(frame["ds"].to_list())) == ["2024-06-01", "2024-06-02"]
+    lazy = pl.scan_iceberg(table).filter(pl.col("ds") == "2024-06-02")
+    assert sorted(lazy.collect()["id"].to_list()) == [3, 4]
+    files = [t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()]
+    assert sorted(pl.read_parquet(files)["id"].to_list()) == [1, 2, 3, 4]
+
+
+def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
+    pl = _polars()
+    catalog = _local_catalog(tmp_path / "wh")
+    catalog.create_namespace("ns")
+    table = catalog.create_table(
+        "ns.events", schema=_table([], "a").schema, location=f"file://{tmp_path}/wh/ns/events"
+    )
+    schema = {"id": pl.Int64, "name": pl.String, "ds": pl.String}
+    pl.DataFrame(
+        {"id": [1, 2], "name": ["n1", "n2"], "ds": ["a", "a"]}, schema=schema
+    ).write_iceberg(table, mode="append")
+    pl.DataFrame({"id": [3], "name": ["n3"], "ds": ["b"]}, schema=schema).write_iceberg(
+        catalog.load_table("ns.events"), mode="append"
+    )
+    asset = Asset("events", uri=f"iceberg+file://{tmp_path}/wh/ns/events", partition_column="ds")
+    with _dispatcher().connect(asset) as handle:
+        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
+    with _dispatcher().connect(asset, "b") as handle:
+        assert _ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(_table([30, 31]))
+    reloaded = catalog.load_table("ns.events")
+    assert sorted(pl.scan_iceberg(reloaded).collect()["id"].to_list()) == [1, 2, 30, 31]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import heapq
 import inspect
@@ -31,6 +30,7 @@ from .iomanager import IOManager, IOManagerDispatcher
 from .models import Asset, AssetAlias, AssetEvent, AssetRef, validate_name
 from .retention import VacuumResult, vacuum_tables
 from .store import AssetStore
+from .threads import to_thread
 from .uri import normalize_uri
 from .urls import render_url, scrub_text
 from .values import encode_extra, validate_partition_key
@@ -272,25 +272,25 @@ class Instance:
 
     async def aregister(self, asset: Asset) -> AssetRecord:
         """Async :meth:`register`."""
-        return await asyncio.to_thread(self.register, asset)
+        return await to_thread(self.register, asset)
 
     async def aresolve(self, ref: AssetRef | Asset | str) -> Asset:
         """Async :meth:`resolve`."""
-        return await asyncio.to_thread(self.resolve, ref)
+        return await to_thread(self.resolve, ref)
 
     async def arecord_event(self, asset: AssetLike, *args: Any, **kwargs: Any) -> AssetEvent:
         """Async :meth:`record_event`."""
-        return await asyncio.to_thread(self.record_event, asset, *args, **kwargs)
+        return await to_thread(self.record_event, asset, *args, **kwargs)
 
     async def aevents(self, asset: AssetLike, **kwargs: Any) -> list[AssetEvent]:
         """Async :meth:`events`."""
-        return await asyncio.to_thread(lambda: self.events(asset, **kwargs))
+        return await to_thread(lambda: self.events(asset, **kwargs))
 
     async def alatest_event(
         self, asset: AssetLike, partition_key: str | None = None
     ) -> AssetEvent | None:
         """Async :meth:`latest_event`."""
-        return await asyncio.to_thread(self.latest_event, asset, partition_key)
+        return await to_thread(self.latest_event, asset, partition_key)
 
     # -- asset store -----------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ atomic task run, a watcher poll); :class:`BufferedAssetStore` is the store API o
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from .backend import ANY_VERSION, StoreEntry, StoreWrite, version_conflict
 from .errors import ConflictError
 from .inputs import check_id
 from .retry import LOST_RACE
+from .threads import to_thread
 from .values import decode_value, encode_value, validate_key, validate_partition_key
 
 if TYPE_CHECKING:
@@ -83,27 +83,27 @@ class AssetStore:
 
     async def aget(self, key: str, default: Any = None) -> Any:
         """Async :meth:`get`."""
-        return await asyncio.to_thread(self.get, key, default)
+        return await to_thread(self.get, key, default)
 
     async def aset(self, key: str, value: Any) -> int:
         """Async :meth:`set`."""
-        return await asyncio.to_thread(self.set, key, value)
+        return await to_thread(self.set, key, value)
 
     async def adelete(self, key: str) -> bool:
         """Async :meth:`delete`."""
-        return await asyncio.to_thread(self.delete, key)
+        return await to_thread(self.delete, key)
 
     async def aclear(self) -> int:
         """Async :meth:`clear`."""
-        return await asyncio.to_thread(self.clear)
+        return await to_thread(self.clear)
 
     async def aget_entry(self, key: str) -> StoreEntry | None:
         """Async :meth:`get_entry`."""
-        return await asyncio.to_thread(self.get_entry, key)
+        return await to_thread(self.get_entry, key)
 
     async def acompare_and_set(self, key: str, value: Any, *, expected_version: int | None) -> int:
         """Async :meth:`compare_and_set`."""
-        return await asyncio.to_thread(
+        return await to_thread(
             lambda: self.compare_and_set(key, value, expected_version=expected_version)
         )
 
@@ -111,19 +111,19 @@ class AssetStore:
         self, key: str, fn: Callable[[Any], Any], default: Any = None, *, timeout: float = 60.0
     ) -> Any:
         """Async :meth:`update` (``fn`` runs in the worker thread)."""
-        return await asyncio.to_thread(lambda: self.update(key, fn, default, timeout=timeout))
+        return await to_thread(lambda: self.update(key, fn, default, timeout=timeout))
 
     async def aadvance(self, key: str, value: Any, *, timeout: float = 60.0) -> bool:
         """Async :meth:`advance`."""
-        return await asyncio.to_thread(lambda: self.advance(key, value, timeout=timeout))
+        return await to_thread(lambda: self.advance(key, value, timeout=timeout))
 
     async def akeys(self) -> list[str]:
         """Async :meth:`keys`."""
-        return await asyncio.to_thread(self.keys)
+        return await to_thread(self.keys)
 
     async def aitems(self) -> dict[str, Any]:
         """Async :meth:`items`."""
-        return await asyncio.to_thread(self.items)
+        return await to_thread(self.items)
 
     # -- beyond the seed -------------------------------------------------------------------------
 

@@ -173,8 +173,10 @@ def _provenance(data: dict[str, Any]) -> list[str]:
             "section",
             "```",
         ]
+    count = len(data["runs"])
     lines = [
-        f"Produced by these {len(data['runs'])} commands, one part of the suite each (at commit "
+        f"Produced by {'these' if count > 1 else 'this'} {count} "
+        f"command{'s' if count > 1 else ''}, one part of the suite each (at commit "
         f"`{commit}`, on the project's 2-core machine while it was shared with other work, "
         f"{_status(data['exitstatus'])}); each comment names the rows that command produced:",
         "",

@@ -65,6 +65,8 @@ def test_merged_parts_name_each_command_with_the_backends_it_produced(
     ]
     section = report.render(report.merge(runs))
     assert "Produced by these 2 commands" in section
+    one = report.render(report.merge(runs[:1]))
+    assert "Produced by this 1 command, one part" in one
     assert "all tests passed" in section
     sqlite_note = section.index("# sqlite, io:sqlite: 2026-12-03T11:09:14+00:00, 7.5 min")
     assert section.index("python -m pytest tests/stress --run-slow -k sqlite") > sqlite_note

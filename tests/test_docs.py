@@ -21,7 +21,9 @@ def _blocks() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("where", "code"), _blocks(), ids=[w for w, _ in _blocks()])
-def test_code_block_runs(where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_block_runs(
+    where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for name in list(__import__("os").environ):
         if name.startswith("ASSETRY_") and name != "ASSETRY_REQUIRE_SERVICES":

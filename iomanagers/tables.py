@@ -313,9 +313,10 @@ class IbisIOManager(IOManager):
             return ibis.sqlite.from_connection(raw)
         conn = resolve_connection(loc.scheme or loc.backend, conn_id, self.settings)
         conn = conn if conn is not None else Connection(conn_id or "")
-        params = conn.to_ibis_kwargs(
-            host=loc.host, port=loc.port, user=loc.user, database=loc.database
-        )
+        # An asset URI carries the engine's default port as part of its identity (as Airflow
+        # keys assets), so that port yields to one the connection names.
+        port = None if loc.port == DEFAULT_PORTS.get(loc.backend) else loc.port
+        params = conn.to_ibis_kwargs(host=loc.host, port=port, user=loc.user, database=loc.database)
         if "port" not in params and loc.backend in DEFAULT_PORTS:
             params["port"] = DEFAULT_PORTS[loc.backend]
         hint = INSTALL_HINTS.get(loc.scheme.split("+", 1)[0]) or INSTALL_HINTS.get(loc.backend)

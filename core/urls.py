@@ -340,6 +340,13 @@ def parse_database_url(url: str | URL) -> URL:
 
     if isinstance(url, URL):
         return url
+    if isinstance(url, str):
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no driver nor renderer can take it
+            raise ConfigurationError(
+                "a database URL must be valid Unicode text (it holds a lone surrogate)"
+            ) from None
     try:
         return make_url(url)
     except (ArgumentError, ValueError, TypeError):

@@ -623,3 +623,11 @@ def test_a_connection_uri_password_with_reserved_characters_is_read_whole(passwo
     assert password not in repr(conn)
     url = conn.to_sqlalchemy_url(drivername="postgresql+psycopg")
     assert url.password == password and url.drivername == "postgresql+psycopg"
+
+
+def test_database_url_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    from assetry.urls import parse_database_url
+
+    with pytest.raises(ConfigurationError, match="valid Unicode") as info:
+        parse_database_url("postgresql://etl:\ud800secret@127.0.0.1/db")
+    assert "secret" not in str(info.value)

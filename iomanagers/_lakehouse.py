@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from assetry import AssetHandle, AssetValueError, TableVersionError, ValidationError
+from assetry.urls import render_url
 from assetry.values import validate_partition_key
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ class TableFormatHandle(AssetHandle):
     def __init__(self, asset: Asset, partition: str | None, as_of: int | None) -> None:
         super().__init__(asset, partition)
         self.as_of = as_of
+
+    def __repr__(self) -> str:
+        pinned = f", as_of={self.as_of}" if self.as_of is not None else ""
+        uri = render_url(self.asset.uri)
+        return f"{type(self).__name__}({uri!r}, partition={self.partition!r}{pinned})"
 
     def _writable(self) -> None:
         if self.as_of is not None:

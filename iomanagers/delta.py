@@ -212,10 +212,6 @@ class DeltaHandle(TableFormatHandle):
         self.uri = uri
         self.storage_options = storage_options
 
-    def __repr__(self) -> str:
-        pinned = f", as_of={self.as_of}" if self.as_of is not None else ""
-        return f"DeltaHandle({render_url(self.asset.uri)!r}, partition={self.partition!r}{pinned})"
-
     # -- reading -----------------------------------------------------------------------------
 
     def _table(self) -> Any:

@@ -266,12 +266,6 @@ class IcebergHandle(TableFormatHandle):
         self.loc = loc
         self.catalog = catalog
 
-    def __repr__(self) -> str:
-        pinned = f", as_of={self.as_of}" if self.as_of is not None else ""
-        return (
-            f"IcebergHandle({render_url(self.asset.uri)!r}, partition={self.partition!r}{pinned})"
-        )
-
     def _load(self) -> Any:
         """The table as the catalog has it now, or None."""
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError

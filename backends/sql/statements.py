@@ -24,7 +24,7 @@ from .schema import Digest, KeyText, LongText, NameText, alias_targets, assets, 
 from .schema import events as events_table
 from .schema import store as store_table
 
-__all__ = ["Sql", "Statements", "statements_for"]
+__all__ = ["EVENT_ROW", "Sql", "Statements", "statements_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,14 @@ class Sql:
         cursor.execute(self.text, self.args(params))
         return cursor
 
+    def run_rows(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Execute once for many rows given as tuples in the order of ``names``."""
+        if self.positional:
+            cursor.executemany(self.text, rows)
+        else:
+            names = self.names
+            cursor.executemany(self.text, [dict(zip(names, row, strict=True)) for row in rows])
+
     def run_many(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
         """Execute once for many parameter sets (one batch for the driver)."""
         cursor.executemany(self.text, [self.args(row) for row in rows])
@@ -78,6 +86,18 @@ def _insert(dialect: Dialect) -> Any:
 
 
 ONE: sa.ColumnClause[Any] = sa.literal_column("1")
+
+#: The parameters of ``insert_event`` in order: the tuple the event log builds per row.
+EVENT_ROW = (
+    "asset_id",
+    "id",
+    "timestamp_us",
+    "extra",
+    "partition_key",
+    "source_task_id",
+    "source_run_id",
+    "aliases",
+)
 
 _compiled: dict[tuple[Any, ...], Statements] = {}
 
@@ -242,6 +262,8 @@ class Statements:
                 aliases=_p("aliases", sa.Text()),
             )
         )
+        if self.insert_event.names != EVENT_ROW:  # the order the event log builds rows in
+            raise AssertionError(f"insert_event takes {self.insert_event.names}")
         self.insert_event_alias = compile_(
             sa.insert(event_aliases).values(
                 asset_id=_p("asset_id", sa.BigInteger()),

@@ -75,6 +75,18 @@ class EventLogConformance(ConformanceBase):
         empty = backend.append_events([NewEvent("a")])[0]
         assert empty.extra == {}
 
+    def test_events_of_one_batch_share_no_extra(self, backend: StateBackend) -> None:
+        self.register(backend, "a")
+        flat, nested = _json({"rows": 3}), _json({"files": ["x"]})
+        batch = [NewEvent("a", extra_json=text) for text in (flat, flat, nested, nested, "{}")]
+        first, second, third, fourth, fifth = backend.append_events(batch)
+        first.extra["rows"] = 4
+        third.extra["files"].append("y")
+        fifth.extra["more"] = 1
+        assert second.extra == {"rows": 3}
+        assert fourth.extra == {"files": ["x"]}
+        assert backend.append_events([NewEvent("a")])[0].extra == {}
+
     def test_event_fields_round_trip(self, backend: StateBackend) -> None:
         self.register(backend, "a")
         new = NewEvent(

@@ -5,6 +5,7 @@
     python benchmarks/reliability_report.py --scale 2  # ASSETRY_STRESS_SCALE=2 on top
     python benchmarks/reliability_report.py --from figures.json   # render a saved run
     python benchmarks/reliability_report.py --from a.json b.json  # render runs of parts
+    python benchmarks/reliability_report.py -k http --save http.json --no-write  # one part
 
 The suite records, per test, the load a backend held (writers x operations), the faults it
 survived, the hostile inputs it was given, the texts searched for a secret, and what was
@@ -20,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -37,34 +39,44 @@ END = "<!-- figures:end -->"
 BACKEND_ORDER = ("memory", "sqlite", "postgresql", "mariadb", "s3", "file", "http")
 
 
-def pytest_command(quick: bool) -> list[str]:
-    """The command the figures come from."""
+def pytest_command(quick: bool, select: str | None = None) -> list[str]:
+    """The command the figures come from (``select``: a ``-k`` expression, for a part)."""
     command = [sys.executable, "-m", "pytest", "tests/stress", "-q", "-p", "no:cacheprovider"]
-    return command if quick else [*command, "--run-slow"]
+    # one test at a time (not pytest-xdist's parallel workers): the tests start their own
+    # writer processes, and each process of a session would write its own figures file
+    command += ["-n", "0"]
+    if not quick:
+        command.append("--run-slow")
+    return [*command, "-k", select] if select else command
 
 
-def shown_command(quick: bool, scale: str | None) -> str:
+def shown_command(quick: bool, scale: str | None, select: str | None = None) -> str:
     """The command as a reader would type it."""
     prefix = f"ASSETRY_STRESS_SCALE={scale} " if scale else ""
-    return prefix + " ".join(["python", *pytest_command(quick)[1:]])
+    words = ["python", *pytest_command(quick, select)[1:]]
+    if select:
+        words[-1] = shlex.quote(select)
+    return prefix + " ".join(words)
 
 
-def run_suite(quick: bool, scale: str | None) -> dict[str, Any]:
-    """Run the stress suite; return its recorded figures."""
+def run_suite(quick: bool, scale: str | None, select: str | None = None) -> dict[str, Any]:
+    """Run the stress suite (or the part ``select`` picks); return its recorded figures."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "figures.json"
         env = {**os.environ, "ASSETRY_STRESS_FIGURES": str(out)}
         if scale:
             env["ASSETRY_STRESS_SCALE"] = scale
-        print(f"$ {shown_command(quick, scale)}", flush=True)
+        print(f"$ {shown_command(quick, scale, select)}", flush=True)
         started = dt.datetime.now(dt.UTC)
-        code = subprocess.run(pytest_command(quick), cwd=ROOT, env=env, check=False).returncode
+        code = subprocess.run(
+            pytest_command(quick, select), cwd=ROOT, env=env, check=False
+        ).returncode
         if not out.exists():
             raise SystemExit(f"the stress suite wrote no figures (pytest exit code {code})")
         data = json.loads(out.read_text(encoding="utf-8"))
     data["started"] = started.isoformat(timespec="seconds")
     data["minutes"] = round((dt.datetime.now(dt.UTC) - started).total_seconds() / 60, 1)
-    data["command"] = shown_command(quick, scale)
+    data["command"] = shown_command(quick, scale, select)
     return data
 
 
@@ -252,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="default sizes, not --run-slow")
     parser.add_argument("--scale", help="ASSETRY_STRESS_SCALE for the run (a multiplier)")
     parser.add_argument(
+        "-k", dest="select", help="run only this part of the suite (a pytest -k expression)"
+    )
+    parser.add_argument(
         "--from",
         dest="source",
         type=Path,
@@ -265,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.source]
         data = runs[0] if len(runs) == 1 else merge(runs)
     else:
-        data = run_suite(args.quick, args.scale)
+        data = run_suite(args.quick, args.scale, args.select)
         data["commit"] = _commit()
     if args.save:
         args.save.write_text(json.dumps(data, indent=1), encoding="utf-8")

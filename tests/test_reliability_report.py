@@ -103,3 +103,15 @@ def test_a_stopped_part_says_so_and_a_failure_still_wins(report: ModuleType) -> 
     assert "# s3: 2026-12-03T11:09:14+00:00, 7.5 min, STOPPED BEFORE THE END" in section
     assert report.merge([passed, stopped])["exitstatus"] == 2
     assert report.merge([stopped, failed, passed])["exitstatus"] == 1
+
+
+def test_a_part_runs_one_test_at_a_time_and_names_its_selection(report: ModuleType) -> None:
+    command = report.pytest_command(False, "http and not memory")
+    assert command[-2:] == ["-k", "http and not memory"]
+    # not pytest-xdist's workers: each would write its own figures file over the others'
+    assert command[command.index("-n") + 1] == "0"
+    assert "--run-slow" in command
+    shown = report.shown_command(False, "2", "http and not memory")
+    assert shown.startswith("ASSETRY_STRESS_SCALE=2 python -m pytest tests/stress ")
+    assert shown.endswith("--run-slow -k 'http and not memory'")
+    assert "-k" not in report.pytest_command(True)

@@ -11,6 +11,7 @@ figure the tests recorded to ``<path>`` as JSON when the session ends
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 import traceback
@@ -48,6 +49,37 @@ class Sizes:
         return max(1, round((large if self.slow else quick) * self.factor))
 
 
+#: The most :func:`patience` stretches a time limit for the machine's load.
+MAX_LOAD_STRETCH = 4.0
+
+
+def patience() -> float:
+    """How many times its idle-machine time limit a run may take: the size multiplier
+    (``ASSETRY_STRESS_SCALE``, at least 1) times the machine's load per core (1-minute
+    load average over the core count, between 1 and :data:`MAX_LOAD_STRETCH`).
+
+    The limits of the larger run were set on an idle 2-core machine; with a load
+    average above 20 on it, a scenario that takes 22 s idle (eight S3 writers
+    contending for one key) did not finish within its 240 s. A limit catches a hang, so
+    it grows with the work asked for and the CPU the run actually gets, but stays
+    bounded: a scenario that never finishes still fails.
+    """
+    try:
+        factor = max(1.0, float(os.environ.get(SCALE_ENV, "1")))
+    except ValueError:
+        factor = 1.0  # the ``sizes`` fixture reports the bad value
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:  # pragma: no cover - no load average on this platform
+        load = 1.0
+    return factor * min(MAX_LOAD_STRETCH, max(1.0, load))
+
+
+def time_limit(seconds: float) -> float:
+    """``seconds``, the limit on an idle machine at scale 1, stretched by :func:`patience`."""
+    return round(seconds * patience())
+
+
 def examples(sizes: Sizes, quick: int, large: int) -> Any:
     """Hypothesis settings for a hostile-input test at this size."""
     from hypothesis import HealthCheck, settings
@@ -59,6 +91,64 @@ def examples(sizes: Sizes, quick: int, large: int) -> Any:
         database=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+# -- hostile inputs --------------------------------------------------------------------------
+
+#: Names, keys and values that broke or fooled storage layers before: path traversal,
+#: quoting and SQL, NUL, lone surrogates, odd Unicode, reserved names, lengths at the limits.
+NASTY = [
+    "",
+    " ",
+    ".",
+    "..",
+    "/",
+    "//",
+    "a/b",
+    "a_b",
+    "a%2Fb",
+    "%",
+    "%00",
+    "../../etc/passwd",
+    "../../../../../escaped",
+    "a/../../../../escaped/x",
+    "..\\..\\windows",
+    "'",
+    '"',
+    "`",
+    ";",
+    "'; DROP TABLE canary; --",
+    '"; DROP TABLE canary; --',
+    "`; DROP TABLE canary; --",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "a\udfffb",
+    "\u202eevil",
+    "\ufeff",
+    "\uffff",
+    "😀",
+    "Ω≈ç√",
+    "e\u0301",
+    "\n",
+    "\t",
+    "\x7f",
+    "CON",
+    "nul",
+    "*",
+    "?",
+    "#",
+    "&",
+    "=",
+    "~",
+    "${HOME}",
+    "{{7*7}}",
+    "x" * 512,
+    "x" * 513,
+    "y" * 1500,
+    "y" * 1501,
+    "é" * 700,
+]
 
 
 # -- figures for the report ---------------------------------------------------------------------
@@ -311,7 +401,11 @@ def run_workers(
 ) -> list[Any]:
     """Run ``target(start, *args)`` once per args tuple, in processes (or threads for the
     memory backend), released together by the barrier ``start``; return their results in
-    order. A worker that raises fails the test with its traceback."""
+    order. A worker that raises fails the test with its traceback; workers that have not
+    all finished within ``timeout`` seconds (an idle machine's limit, stretched by
+    :func:`time_limit`) fail it too."""
+    stretch = patience()
+    timeout = round(timeout * stretch)
     count = len(arg_sets)
     results: dict[int, Any] = {}
     if not case.processes:
@@ -356,7 +450,10 @@ def run_workers(
                 index, ok, value = queue.get(timeout=max(0.5, deadline - time.monotonic()))
             except queue_module.Empty:
                 codes = [p.exitcode for p in processes]
-                raise WorkerFailed(f"workers did not finish in {timeout:.0f}s: {codes}") from None
+                raise WorkerFailed(
+                    f"workers did not finish in {timeout:.0f}s (the limit stretched "
+                    f"{stretch:.1f}x for size and load): exit codes {codes}"
+                ) from None
             if not ok:
                 raise WorkerFailed(f"worker {index} failed:\n{value}")
             results[index] = value

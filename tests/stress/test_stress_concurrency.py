@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import stress_workers as w
-from stress_kit import BackendCase, Recorder, Sizes, run_workers
+from stress_kit import BackendCase, Recorder, Sizes, run_workers, time_limit
 
 pytest_plugins = ["stress_fixtures"]
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(time_limit(900))
 
 #: Per backend (quick, large): writers and operations per writer. S3 on moto answers a
 #: request in ~10 ms from one server thread pool, so it gets fewer operations.
@@ -104,7 +104,7 @@ def test_appenders_and_consumers_see_every_event_once_in_order(
         poller.start()
         arg_sets: list[tuple[Any, ...]] = [(case, i, ops) for i in range(writers)]
         both = [(w.append_worker, a) for a in arg_sets] + [
-            (w.consumer_worker, (case, k, per_asset, 200.0)) for k in range(consumers)
+            (w.consumer_worker, (case, k, per_asset, time_limit(200.0))) for k in range(consumers)
         ]
         results = run_workers(case, w.call, [(fn, args) for fn, args in both], timeout=300)
         stop_at = time.monotonic() + 30

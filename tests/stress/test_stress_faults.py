@@ -34,11 +34,12 @@ from stress_kit import (
     make_case,
     mp_context,
     run_workers,
+    time_limit,
 )
 
 pytest_plugins = ["stress_fixtures"]
 pytestmark = [
-    pytest.mark.timeout(900),
+    pytest.mark.timeout(time_limit(900)),
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL"),
 ]
 

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pytest
 from assetry import Asset, AssetryError, task, use_instance
 from click.testing import CliRunner
-from stress_kit import Recorder
+from stress_kit import Recorder, time_limit
 
 pytest_plugins = ["stress_fixtures"]
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(time_limit(600))
 
 SECRET = "Zq9-Sup3r-s3cr3t-7Hw"
 #: The secret as it may be spelled inside a URL.

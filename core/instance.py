@@ -356,6 +356,12 @@ class Instance:
         self.check_events(events)
         return self.backend.append_events(events) if events else []
 
+    def remember_contract(self, record: AssetRecord) -> None:
+        """Check events against ``record``'s contract from now on: for a caller that
+        registered an asset through the backend itself (the server's backend routes)."""
+        with self._lock:
+            self._contracts[record.name] = (record, time.monotonic())
+
     def check_events(self, events: Sequence[NewEvent]) -> None:
         """Check new events' extra against their assets' stored ``extra_schema`` before
         they are appended (:class:`ValidationError` naming the field). Skipped where the

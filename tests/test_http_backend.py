@@ -248,3 +248,19 @@ def test_named_connection_beats_the_environment_token(
     monkeypatch.delenv("ASSETRY_CONN_ETL")
     with pytest.raises(ConfigurationError, match="ASSETRY_CONN_ETL"):
         connect(scoped_server.url, conn_id="etl")
+
+
+def test_a_contract_registered_through_the_server_checks_the_next_append(
+    fresh_server: LiveServer,
+) -> None:
+    from assetry.errors import ValidationError
+
+    schema = {"type": "object", "properties": {"rows": {"type": "integer"}}}
+    with HTTPBackend(fresh_server.url, token=ADMIN) as backend:
+        remote = Instance(backend=backend)
+        remote.register(Asset("orders", uri="s3://data/orders"))
+        remote.record_event("orders", {"rows": "three"})  # no contract yet: accepted
+        remote.register(Asset("orders", uri="s3://data/orders", extra_schema=schema))
+        with pytest.raises(ValidationError, match="rows"):
+            remote.record_event("orders", {"rows": "four"})
+        assert [e.extra for e in remote.events("orders")] == [{"rows": "three"}]

@@ -101,8 +101,8 @@ def create_app(
 
     from . import api, backend_api, pages, views
 
+    app.include_router(backend_api.router)  # first: the busiest routes are matched first
     app.include_router(api.router)
-    app.include_router(backend_api.router)
     app.include_router(views.router)
     app.include_router(pages.router)
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..backend import EventQuery, NewEvent, StoreWrite
-from ..contracts import AssetContract, check_new_events
+from ..contracts import AssetContract
 from ..errors import StoreValueError
 from ..models import AssetEvent, validate_name
 from ..uri import normalize_uri
@@ -68,7 +68,7 @@ from .backend_models import (
     expected_version,
     raw_entry,
 )
-from .deps import InstanceDep, ReadScope, Scope, WriteScope
+from .deps import ReadScope, Scope, WriteScope
 from .protocol import BACKEND_PREFIX
 from .schemas import utc
 
@@ -147,7 +147,8 @@ def ok(data: Any) -> JSONResponse:
 @router.get(
     "/info", response_model=BackendInfoOut, summary="The served backend", responses=errors()
 )
-def info(request: Request, scope: ReadScope, instance: InstanceDep) -> Any:
+def info(request: Request, scope: ReadScope) -> Any:
+    instance = scope.instance
     backend = instance.backend
     caps = backend.capabilities
     return ok(
@@ -182,7 +183,8 @@ def schema_status(scope: ReadScope) -> Any:
     response_model=AssetMaybeOut,
     responses=errors(403, 409, 413),
 )
-def register_asset(body: RegisterRawIn, scope: WriteScope, instance: InstanceDep) -> Any:
+def register_asset(body: RegisterRawIn, scope: WriteScope) -> Any:
+    instance = scope.instance
     name = validate_name(body.name)
     uri = normalize_uri(body.uri)
     group = validate_name(body.group, "an asset group")
@@ -199,6 +201,7 @@ def register_asset(body: RegisterRawIn, scope: WriteScope, instance: InstanceDep
         extra_json=_extra(body.extra_json, instance.max_value_bytes),
         **contract,
     )
+    instance.remember_contract(record)
     return ok({"asset": record.to_dict()})
 
 
@@ -251,7 +254,8 @@ def store_get(body: KeyIn, scope: ReadScope) -> Any:
     response_model=VersionOut,
     responses=errors(403, 404, 409, 413),
 )
-def store_set(body: StoreSetRawIn, scope: WriteScope, instance: InstanceDep) -> Any:
+def store_set(body: StoreSetRawIn, scope: WriteScope) -> Any:
+    instance = scope.instance
     key, partition = validate_key(body.key), _partition(body.partition)
     value_json = _value(body.value_json, instance.max_value_bytes)
     scope.check_writable(body.asset)
@@ -327,10 +331,11 @@ def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
     response_model=EventsOut,
     responses=errors(403, 404, 409, 413),
 )
-def append_events(body: AppendIn, scope: WriteScope, instance: InstanceDep) -> Any:
+def append_events(body: AppendIn, scope: WriteScope) -> Any:
+    instance = scope.instance
     events = [_new_event(ev, instance.max_value_bytes) for ev in body.events]
     _check_all_writable(scope, [ev.asset for ev in events], [ev.aliases for ev in events])
-    check_new_events(scope.backend.get_asset, events)
+    instance.check_events(events)  # contracts read through the instance's short-lived cache
     appended = scope.backend.append_events(events) if events else []
     return ok({"events": [_event(e) for e in appended]})
 
@@ -396,7 +401,8 @@ def alias_targets(body: AliasIn, scope: ReadScope) -> Any:
     response_model=CountOut,
     responses=errors(403, 404, 413, 501),
 )
-def import_events(body: ImportIn, scope: WriteScope, instance: InstanceDep) -> Any:
+def import_events(body: ImportIn, scope: WriteScope) -> Any:
+    instance = scope.instance
     events = [
         AssetEvent(
             id=ev.id,
@@ -471,7 +477,8 @@ def sweep(body: SweepIn, scope: WriteScope) -> Any:
 @router.post(
     "/apply", summary="apply()", response_model=AppliedOut, responses=errors(403, 404, 409, 413)
 )
-def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
+def apply(body: ApplyIn, scope: WriteScope) -> Any:
+    instance = scope.instance
     limit = instance.max_value_bytes
     writes = [
         StoreWrite(
@@ -489,6 +496,6 @@ def apply(body: ApplyIn, scope: WriteScope, instance: InstanceDep) -> Any:
     )
     if not writes and not events:
         return ok({"events": []})
-    check_new_events(scope.backend.get_asset, events)
+    instance.check_events(events)
     applied = scope.backend.apply(writes, events)
     return ok({"events": [_event(e) for e in applied]})

@@ -49,7 +49,11 @@ bearer = HTTPBearer(
 )
 
 
-def get_instance(request: Request) -> Instance:
+# The dependencies are coroutines: they never block, and FastAPI would run a plain
+# function in the thread pool, a thread hand-off per dependency and request.
+
+
+async def get_instance(request: Request) -> Instance:
     """The instance the app serves (swappable on ``app.state`` for tests)."""
     instance: Instance = request.app.state.instance
     return instance
@@ -74,12 +78,16 @@ def authenticate(auth: Authenticator, authorization: str | None) -> Principal:
     return principal
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The caller, from ``Authorization: Bearer <token>``; 401 when missing or unknown.
     (The security scheme ``bearer`` is declared for the OpenAPI document.)"""
+    return _caller(request)
+
+
+def _caller(request: Request) -> Principal:
     principal = authenticate(request.app.state.auth, request.headers.get("authorization"))
     request.state.principal = principal
     return principal
@@ -89,8 +97,12 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_write(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def require_write(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     """The caller, when its token may write; 403 for a read-only token."""
+    return _writer(principal)
+
+
+def _writer(principal: Principal) -> Principal:
     if not principal.can_write:
         raise ApiError(
             403, "forbidden", f"token {principal.name!r} is read-only; this request writes"
@@ -106,9 +118,10 @@ InstanceDep = Annotated[Instance, Depends(get_instance)]
 class Scope:
     """The backend as one caller may use it: assets outside its groups are invisible."""
 
-    def __init__(self, backend: StateBackend, principal: Principal) -> None:
+    def __init__(self, backend: StateBackend, principal: Principal, instance: Instance) -> None:
         self.backend = backend
         self.principal = principal
+        self.instance = instance
 
     def visible(self, record: AssetRecord | None) -> bool:
         return record is not None and self.principal.can_see(record.group)
@@ -174,12 +187,27 @@ class Scope:
                 )
 
 
-def get_scope(instance: InstanceDep, principal: Caller) -> Scope:
-    return Scope(instance.backend, principal)
+# The scopes resolve the caller and the instance themselves rather than through nested
+# dependencies: each level of a dependency tree costs FastAPI more per request than the
+# work it does here. ``bearer`` stays a dependency: it declares the security scheme.
 
 
-def get_write_scope(instance: InstanceDep, principal: Writer) -> Scope:
-    return Scope(instance.backend, principal)
+async def get_scope(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Scope:
+    """The caller's view of the served instance (any valid token)."""
+    instance: Instance = request.app.state.instance
+    return Scope(instance.backend, _caller(request), instance)
+
+
+async def get_write_scope(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Scope:
+    """The caller's view of the served instance, when its token may write (403 if not)."""
+    instance: Instance = request.app.state.instance
+    return Scope(instance.backend, _writer(_caller(request)), instance)
 
 
 ReadScope = Annotated[Scope, Depends(get_scope)]

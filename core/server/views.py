@@ -137,7 +137,8 @@ def _scope(request: Request) -> Scope | None:
     principal = _principal(request)
     if principal is None:
         return None
-    return Scope(request.app.state.instance.backend, principal)
+    instance = request.app.state.instance
+    return Scope(instance.backend, principal, instance)
 
 
 def _safe_next(target: str | None) -> str:

@@ -247,6 +247,22 @@ class HTTPBackend(StateBackend):
         body = wire.ImportIn(events=[wire.event_in(e) for e in events])
         return self._client.call("import_events", body, wire.CountOut).count
 
+    def import_asset(self, record: AssetRecord) -> AssetRecord:
+        body = wire.import_asset_in(record)
+        stored = wire.to_record(self._client.call("import_asset", body, wire.AssetMaybeOut).asset)
+        assert stored is not None
+        return stored
+
+    def import_store(self, asset: str, entries: Sequence[StoreEntry]) -> int:
+        """One request per :data:`MAX_EVENTS_PER_REQUEST` entries (one for none, so an unknown
+        asset is refused as by every backend)."""
+        count = 0
+        for start in range(0, max(len(entries), 1), MAX_EVENTS_PER_REQUEST):
+            chunk = entries[start : start + MAX_EVENTS_PER_REQUEST]
+            body = wire.ImportStoreIn(asset=asset, entries=[wire.import_entry_in(e) for e in chunk])
+            count += self._client.call("import_store", body, wire.CountOut).count
+        return count
+
     def delete_events(self, asset: str, ids: Sequence[int]) -> int:
         body = wire.DeleteEventsIn(asset=asset, ids=list(ids))
         return self._client.call("delete_events", body, wire.CountOut).count

@@ -3,10 +3,13 @@ anything is written, and no calls that Click 9 removes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,14 +180,44 @@ def test_no_click_deprecation_warnings(tmp_path: Path) -> None:
             assert result.exit_code == 0, (args, result.output, result.exception)
 
 
+@contextlib.contextmanager
+def destination_url(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A destination of ``kind``: a SQLite file, a folder, or a live server on loopback
+    (backed by SQLite, its token in ``ASSETRY_HTTP_TOKEN``)."""
+    if kind == "sqlite":
+        yield sqlite(tmp_path, "dst.db")
+    elif kind == "file":
+        yield f"file://{tmp_path / 'dst'}"
+    else:
+        pytest.importorskip("fastapi")
+        pytest.importorskip("uvicorn")
+        from assetry.server.app import create_app
+        from assetry.server.auth import ApiToken
+        from assetry.server.live import LiveServer
+
+        token = secrets.token_urlsafe(24)
+        monkeypatch.setenv("ASSETRY_HTTP_TOKEN", token)
+        served = Instance.from_url(sqlite(tmp_path, "served.db"))
+        try:
+            with LiveServer(create_app(served, tokens=[ApiToken("etl", token, "write")])) as live:
+                yield live.url
+        finally:
+            served.close()
+
+
 @pytest.mark.parametrize(
-    ("source", "destination"), [("sqlite", "sqlite"), ("memory", "sqlite"), ("sqlite", "file")]
+    ("source", "destination"),
+    [("sqlite", "sqlite"), ("memory", "sqlite"), ("sqlite", "file"), ("sqlite", "http")],
 )
 def test_copy_keeps_store_versions_update_times_and_asset_timestamps(
-    tmp_path: Path, source: str, destination: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, destination: str
 ) -> None:
+    with destination_url(destination, tmp_path, monkeypatch) as dst:
+        _copy_keeps_versions(tmp_path, source, dst)
+
+
+def _copy_keeps_versions(tmp_path: Path, source: str, dst: str) -> None:
     src = sqlite(tmp_path, "src.db") if source == "sqlite" else f"memory://{uuid.uuid4().hex}"
-    dst = sqlite(tmp_path, "dst.db") if destination == "sqlite" else f"file://{tmp_path / 'dst'}"
     inst = Instance.from_url(src)
     try:
         inst.register(Asset("a", "s3://lake/a"))

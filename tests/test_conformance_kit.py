@@ -19,6 +19,7 @@ from assetry.testing import (
     EventImportConformance,
     IOManagerConformance,
     StateBackendConformance,
+    StateImportConformance,
 )
 from assetry.testing.conformance import DECLARED_GAPS, needs
 
@@ -36,19 +37,26 @@ class CannotImportOrDelete(MemoryBackend):
         atomic_batches=True,
         event_import=False,
         event_deletion=False,
+        state_import=False,
     )
     import_events = StateBackend.import_events  # type: ignore[assignment]
     delete_events = StateBackend.delete_events  # type: ignore[assignment]
+    import_asset = StateBackend.import_asset  # type: ignore[assignment]
+    import_store = StateBackend.import_store  # type: ignore[assignment]
 
 
-class TestDeclaredGapsOfALocalBackend(EventImportConformance, EventDeletionConformance):
+class TestDeclaredGapsOfALocalBackend(
+    EventImportConformance, EventDeletionConformance, StateImportConformance
+):
     @pytest.fixture
     def backend(self) -> Iterator[StateBackend]:
         with CannotImportOrDelete() as backend:
             yield backend
 
 
-class TestDeclaredGapsOverHTTP(EventImportConformance, EventDeletionConformance):
+class TestDeclaredGapsOverHTTP(
+    EventImportConformance, EventDeletionConformance, StateImportConformance
+):
     """The served backend's gaps reach the http client as the same typed error."""
 
     @pytest.fixture(scope="class")
@@ -81,6 +89,8 @@ def test_the_base_class_refuses_with_the_declared_error() -> None:
         backend.import_events([])
     with pytest.raises(UnsupportedOperationError, match="event_deletion"):
         backend.delete_events("a", [1])
+    with pytest.raises(UnsupportedOperationError, match="state_import"):
+        backend.import_store("a", [])
     assert issubclass(UnsupportedOperationError, NotImplementedError)
 
 

@@ -3,6 +3,7 @@ StateBackend conformance suite, on a live server on loopback backed by a memory 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets
@@ -26,7 +27,7 @@ from assetry import (
     task,
     use_instance,
 )
-from assetry.backend import EventQuery, StateBackend
+from assetry.backend import AssetRecord, EventQuery, StateBackend, StoreEntry
 from assetry.backends.http import HTTPBackend
 from assetry.backends.memory import MemoryBackend
 from assetry.client import AccessDeniedError, connect
@@ -234,7 +235,36 @@ def test_capabilities_come_from_the_server(scoped_server: LiveServer, served: In
     with HTTPBackend(scoped_server.url, token=ADMIN) as backend:
         caps = backend.capabilities
     assert (caps.atomic_batches, caps.event_import, caps.event_deletion) == (True, True, True)
-    assert caps.persistent and caps.multi_process
+    assert caps.persistent and caps.multi_process and caps.state_import
+
+
+def test_state_import_is_scoped_like_registration(
+    scoped_server: LiveServer, served: Instance
+) -> None:
+    """A group-scoped token imports assets and store entries only within its groups; a
+    read-only token imports nothing."""
+    t0 = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    entry = StoreEntry("k", '"v"', 5, None, t0)
+    served.asset_store("customers").set("k", "crm")
+    with HTTPBackend(scoped_server.url, token=SALES) as sales:
+        mine = AssetRecord("returns", "s3://data/returns", group="sales", created_at=t0)
+        assert sales.import_asset(mine).created_at == t0
+        assert sales.import_store("returns", [entry]) == 1
+        with pytest.raises(AccessDeniedError, match="group 'crm'"):
+            sales.import_asset(AssetRecord("leads", "s3://data/leads", group="crm"))
+        with pytest.raises(AccessDeniedError, match="outside the groups"):
+            sales.import_asset(AssetRecord("customers", "s3://data/customers", group="sales"))
+        with pytest.raises(AssetNotFoundError, match="customers"):
+            sales.import_store("customers", [entry])
+    with HTTPBackend(scoped_server.url, token=READER) as reader:
+        with pytest.raises(AccessDeniedError, match="read-only"):
+            reader.import_store("orders", [entry])
+        with pytest.raises(AccessDeniedError, match="read-only"):
+            reader.import_asset(AssetRecord("x", "s3://data/x"))
+    assert served.backend.store_get("returns", "k") == entry
+    assert served.get_asset("leads") is None
+    assert served.get_asset("customers").group == "crm"
+    assert served.asset_store("customers").get("k") == "crm"
 
 
 def test_named_connection_beats_the_environment_token(

@@ -181,6 +181,21 @@ def route_calls() -> list[tuple[str, str, dict[str, Any]]]:
                 }
             },
         ),
+        (
+            "POST",
+            "/api/v1/backend/import_asset",
+            {"json": {"name": "raw", "uri": "s3://data/raw", "created_at": "2024-06-01T00:00Z"}},
+        ),
+        (
+            "POST",
+            "/api/v1/backend/import_store",
+            {
+                "json": {
+                    "asset": "orders",
+                    "entries": [{"key": "k", "value_json": "2", "version": 9}],
+                }
+            },
+        ),
         ("POST", "/api/v1/backend/delete_events", {"json": {"asset": "orders", "ids": [1]}}),
         ("POST", "/api/v1/backend/get_cursors", {"json": {"consumer": "c"}}),
         (

@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ..backend import EventQuery, NewEvent, StoreWrite
-from ..contracts import AssetContract
+from ..backend import AssetRecord, EventQuery, NewEvent, StoreEntry, StoreWrite
+from ..contracts import DEFAULT_CONTRACT, AssetContract
 from ..errors import StoreValueError
 from ..models import AssetEvent, validate_name
 from ..uri import normalize_uri
@@ -46,7 +46,9 @@ from .backend_models import (
     EntryMaybeOut,
     EventsOut,
     FlagOut,
+    ImportAssetIn,
     ImportIn,
+    ImportStoreIn,
     KeyIn,
     LatestEventsOut,
     LatestIn,
@@ -160,6 +162,7 @@ def info(request: Request, scope: ReadScope) -> Any:
                 "atomic_batches": caps.atomic_batches,
                 "event_import": caps.event_import,
                 "event_deletion": caps.event_deletion,
+                "state_import": caps.state_import,
             },
             "max_value_bytes": instance.max_value_bytes,
             "max_body_bytes": request.app.state.max_body_bytes,
@@ -419,6 +422,61 @@ def import_events(body: ImportIn, scope: WriteScope) -> Any:
     ]
     _check_all_writable(scope, [ev.asset_name for ev in events], [ev.aliases for ev in events])
     return ok({"count": scope.backend.import_events(events) if events else 0})
+
+
+@router.post(
+    "/import_asset",
+    summary="import_asset()",
+    response_model=AssetMaybeOut,
+    responses=errors(403, 409, 413, 501),
+)
+def import_asset(body: ImportAssetIn, scope: WriteScope) -> Any:
+    """Register the asset as it is (active flag, timestamps, contract kept), for copying;
+    a scoped token imports only into its groups, as it registers."""
+    instance = scope.instance
+    name = validate_name(body.name)
+    uri = normalize_uri(body.uri)
+    group = validate_name(body.group, "an asset group")
+    scope.check_registration(name, uri, group)
+    record = AssetRecord(
+        name=name,
+        uri=uri,
+        group=group,
+        extra=json.loads(_extra(body.extra_json, instance.max_value_bytes)),
+        active=body.active,
+        created_at=utc(body.created_at),
+        updated_at=utc(body.updated_at),
+        contract=DEFAULT_CONTRACT
+        if body.contract_json is None
+        else AssetContract.from_json(body.contract_json),
+    )
+    stored = scope.backend.import_asset(record)
+    instance.remember_contract(stored)
+    return ok({"asset": stored.to_dict()})
+
+
+@router.post(
+    "/import_store",
+    summary="import_store()",
+    response_model=CountOut,
+    responses=errors(403, 404, 413, 501),
+)
+def import_store(body: ImportStoreIn, scope: WriteScope) -> Any:
+    """Write store entries as they are (versions, update times kept), for copying; also into
+    an inactive asset, as :meth:`StateBackend.import_store` does."""
+    instance = scope.instance
+    entries = [
+        StoreEntry(
+            key=validate_key(e.key),
+            value_json=_value(e.value_json, instance.max_value_bytes),
+            version=e.version,
+            partition=_partition(e.partition),
+            updated_at=utc(e.updated_at),
+        )
+        for e in body.entries
+    ]
+    scope.check_writable(body.asset)
+    return ok({"count": scope.backend.import_store(body.asset, entries)})
 
 
 @router.post(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from ..backend import ANY_VERSION, AssetRecord, NewEvent, StoreEntry, StoreWrite
 from ..contracts import DEFAULT_CONTRACT, AssetContract
 from ..models import MAX_NAME_LENGTH, AssetEvent
+from ..values import canonical_json
 from .protocol import MAX_EVENTS_PER_REQUEST
 from .schemas import MAX_ID, Aliases, AssetOut, ContractOut, EventOut, SourceId, Text
 
@@ -152,6 +153,43 @@ class EventIn(BaseModel):
 class ImportIn(BaseModel):
     model_config = _forbid
     events: list[EventIn]
+
+
+class ImportAssetIn(BaseModel):
+    """An asset record as it is, for copying: its active flag and timestamps kept."""
+
+    model_config = _forbid
+    name: Name
+    uri: Text
+    group: Text = "asset"
+    extra_json: Text = "{}"
+    contract_json: Text | None = Field(
+        default=None, description="The asset's contract as JSON; leave out for the default."
+    )
+    active: StrictBool = True
+    created_at: dt.datetime | None = Field(
+        default=None, description="Kept as given; leave out for the server's time."
+    )
+    updated_at: dt.datetime | None = Field(
+        default=None, description="Kept as given; leave out for the server's time."
+    )
+
+
+class ImportEntryIn(BaseModel):
+    """A store entry as it is, for copying: its version and update time kept."""
+
+    model_config = _forbid
+    key: Text
+    value_json: Text
+    version: Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+    partition: Text | None = None
+    updated_at: dt.datetime | None = None
+
+
+class ImportStoreIn(BaseModel):
+    model_config = _forbid
+    asset: Name
+    entries: list[ImportEntryIn]
 
 
 class DeleteEventsIn(BaseModel):
@@ -316,6 +354,29 @@ def event_in(event: AssetEvent) -> EventIn:
         source_task_id=event.source_task_id,
         source_run_id=event.source_run_id,
         aliases=list(event.aliases),
+    )
+
+
+def import_asset_in(record: AssetRecord) -> ImportAssetIn:
+    return ImportAssetIn(
+        name=record.name,
+        uri=record.uri,
+        group=record.group,
+        extra_json=canonical_json(record.extra),
+        contract_json=None if record.contract.is_default else record.contract.to_json(),
+        active=record.active,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def import_entry_in(entry: StoreEntry) -> ImportEntryIn:
+    return ImportEntryIn(
+        key=entry.key,
+        value_json=entry.value_json,
+        version=entry.version,
+        partition=entry.partition,
+        updated_at=entry.updated_at,
     )
 
 

@@ -3,7 +3,8 @@
 DuckDB inserts from a registered Arrow table, PostgreSQL runs ``COPY ... FROM STDIN`` fed
 with CSV that pyarrow renders, SQLite and MySQL use batched ``executemany``; any other ibis
 backend goes through ibis's own insert. Overwriting deletes the handle's scope (the table,
-or its partition) in the same transaction.
+or its partition) in the same transaction; on PostgreSQL a whole table is TRUNCATEd
+instead, so an overwrite leaves no dead rows behind.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def write_duckdb(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, 
 
 
 def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, int | None]:
-    """PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction."""
-    """DuckDB: register the Arrow data, INSERT ... BY NAME SELECT, in one transaction."""
+    """PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction; a
+    whole-table overwrite empties the table with TRUNCATE in that transaction."""
     raw = handle.con.con
     names = list(data.schema.names)
     cols = ", ".join(handle._ident(n) for n in names)
@@ -62,8 +63,7 @@ def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int
     rows = nbytes = 0
     with raw.transaction(), raw.cursor() as cur:
         if overwrite:
-            params = [handle.partition] if handle.partition is not None else []
-            cur.execute(handle._delete_sql("%s"), params)
+            _empty_postgres(handle, raw, cur)
         with cur.copy(copy_sql) as copy:
             if text:
                 for chunk, n in _csv_chunks(data, handle.manager.batch_rows):
@@ -76,6 +76,24 @@ def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int
                         copy.write_row(row)
                     rows += batch.num_rows
     return rows, (nbytes or None)
+
+
+def _empty_postgres(handle: TableHandle, raw: Any, cur: Any) -> None:
+    """Remove what an overwrite replaces, inside the write's transaction. The whole table
+    is truncated: a new, empty file, so the old rows leave no dead tuples behind (DELETE
+    would leave every one of them for VACUUM). A table TRUNCATE cannot take (referenced by
+    a foreign key, or without the TRUNCATE privilege) and a partition are DELETEd."""
+    import psycopg
+
+    if handle.partition is None:
+        try:
+            with raw.transaction():  # a savepoint: a refused TRUNCATE keeps the write going
+                cur.execute(f"TRUNCATE {handle.qualified_name}")
+            return
+        except (psycopg.errors.FeatureNotSupported, psycopg.errors.InsufficientPrivilege):
+            pass
+    params = [handle.partition] if handle.partition is not None else []
+    cur.execute(handle._delete_sql("%s"), params)
 
 
 def write_sqlite(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, int | None]:
@@ -104,7 +122,6 @@ def write_sqlite(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, 
 
 def write_mysql(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, int | None]:
     """MySQL / MariaDB: multi-row INSERTs (executemany) in one transaction."""
-    """SQLite: executemany in one IMMEDIATE transaction."""
     raw = handle.con.con
     names = list(data.schema.names)
     target = f"{handle.qualified_name} ({', '.join(handle._ident(n) for n in names)})"

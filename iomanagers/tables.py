@@ -12,9 +12,10 @@ URI grammar:
 Passwords come from the connection (``conn_id``, default ``postgres_default`` /
 ``mysql_default``), never from the URI. Writes take each engine's bulk path inside one
 transaction: DuckDB inserts from a registered Arrow table, PostgreSQL runs ``COPY ... FROM
-STDIN`` fed with CSV that pyarrow renders, SQLite and MySQL use batched ``executemany``.
-A partition maps to the asset's ``partition_column``; overwriting a partition deletes and
-inserts in one transaction. Identifiers are quoted by sqlglot for each dialect and values
+STDIN`` fed with CSV that pyarrow renders (a whole-table overwrite TRUNCATEs first, in the
+same transaction), SQLite and MySQL use batched ``executemany``. PostgreSQL reads go
+through ADBC's binary COPY into Arrow. A partition maps to the asset's
+``partition_column``; overwriting a partition deletes and inserts in one transaction. Identifiers are quoted by sqlglot for each dialect and values
 travel as bound parameters.
 """
 
@@ -45,6 +46,7 @@ from assetry.uri import uri_scheme
 from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
 
+from .table_reads import close_reader, read_postgres
 from .table_schema import conform_columns, data_error, is_data_error
 from .table_writes import ENGINE_WRITERS, write_generic
 
@@ -212,11 +214,13 @@ def _checked_names(location: TableLocation, uri: str) -> TableLocation:
 
 @dataclass
 class _Backend:
-    """A cached ibis connection and the lock that serialises its writes."""
+    """A cached ibis connection, the lock that serialises its use, and (PostgreSQL) the
+    ADBC connection reads go through."""
 
     con: Any
     location: TableLocation
     lock: threading.RLock = field(default_factory=threading.RLock)
+    reader: Any = None
 
 
 class IbisIOManager(IOManager):
@@ -348,6 +352,7 @@ class IbisIOManager(IOManager):
         with self._lock:
             backends, self._backends = list(self._backends.values()), {}
         for cached in backends:
+            close_reader(cached)
             with contextlib.suppress(Exception):
                 cached.con.disconnect()
 
@@ -438,7 +443,12 @@ class TableHandle(AssetHandle):
 
     def to_pyarrow(self) -> pa.Table:
         with self._backend.lock:
-            return self.to_ibis().to_pyarrow()
+            expr = self.to_ibis()
+            if self.location.backend == "postgres":
+                table = read_postgres(self, expr)
+                if table is not None:
+                    return table
+            return expr.to_pyarrow()
 
     def exists(self) -> bool:
         with self._backend.lock:

@@ -1,8 +1,9 @@
 """IO manager throughput beside raw baselines, measured in the same run.
 
-    python benchmarks/bench_io.py            # the sizes of the issue (10M / 1M rows)
+    python benchmarks/bench_io.py            # the sizes of the issue (10M / 1M / 10k rows)
     python benchmarks/bench_io.py --quick    # small sizes for CI
     python benchmarks/bench_io.py --only parquet,duckdb
+    python benchmarks/bench_io.py --only postgres --large    # adds 10M rows
 
 Each line prints our figure (through ``io_manager.connect(asset)``) beside the raw library
 call doing the same work, and the ratio against its target:
@@ -11,16 +12,22 @@ call doing the same work, and the ratio against its target:
   (target <= 1.10x);
 * parquet on S3 (moto, in its own process): vs ``s3fs`` + ``pyarrow.parquet`` (<= 1.2x);
 * DuckDB: ``handle.insert`` vs a raw DuckDB Arrow insert (<= 1.2x);
-* PostgreSQL: ``handle.insert`` vs a raw ``COPY ... FROM STDIN`` of pyarrow-rendered CSV
-  (<= 2x), vs ADBC's ingest (for reference), and vs ibis's generic ``insert`` (we should
-  be >= 5x faster);
+* PostgreSQL, at 10k and 1M rows (``--large`` adds 10M): ``handle.insert`` vs a raw
+  ``COPY ... FROM STDIN`` of pyarrow-rendered CSV (<= 2x), vs ADBC's ingest (for
+  reference), and vs ibis's generic ``insert`` (we should be >= 5x as fast);
+  ``handle.overwrite`` of the table vs a raw ``TRUNCATE`` + ``COPY`` in one transaction (at
+  least 0.9x its speed), and the table's size after every overwrite against its size after
+  the first (<= 1.05x: no dead rows pile up); ``to_pyarrow`` vs ``COPY ... TO STDOUT (FORMAT
+  csv)`` read by ``pyarrow.csv`` with the column types (at least 0.9x its speed), vs an ADBC
+  fetch and ibis's own ``to_pyarrow`` (for reference);
 * Delta Lake on local disk: ``handle.overwrite`` / ``to_pyarrow`` vs ``deltalake``'s
   ``write_deltalake`` / ``DeltaTable.to_pyarrow_table`` (<= 1.15x);
 * Iceberg on local disk (SQLite catalog): vs ``pyiceberg``'s ``table.overwrite`` /
   ``table.scan().to_arrow()`` on the same kind of catalog (<= 1.15x).
 
-Every timing is the best of ``--repeat`` runs (5, or 3 with ``--quick``; ours and the
-baseline alternate), because the machine is shared and single runs swing by +-30%.
+Every timing is the best of ``--repeat`` runs (5, or 3 with ``--quick``; three times as
+many at 100,000 rows or fewer, unless ``--repeat`` is given; ours and the baseline
+alternate), because the machine is shared and single runs swing by +-30%.
 
 Recorded on the 2-core development machine (load average 5-7, best of 5, seconds):
 
@@ -57,23 +64,26 @@ from typing import Any
 
 PG_URL = os.environ.get("ASSETRY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
-SIZES = {
+#: Rows per benchmark; a benchmark run at several sizes shows how its cost grows.
+SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "full": {
-        "parquet": 10_000_000,
-        "s3": 10_000_000,
-        "duckdb": 1_000_000,
-        "postgres": 1_000_000,
-        "delta": 5_000_000,
-        "iceberg": 5_000_000,
+        "parquet": (10_000_000,),
+        "s3": (10_000_000,),
+        "duckdb": (1_000_000,),
+        "postgres": (10_000, 1_000_000),
+        "delta": (5_000_000,),
+        "iceberg": (5_000_000,),
     },
     "quick": {
-        "parquet": 1_000_000,
-        "s3": 200_000,
-        "duckdb": 200_000,
-        "postgres": 50_000,
-        "delta": 200_000,
-        "iceberg": 200_000,
+        "parquet": (1_000_000,),
+        "s3": (200_000,),
+        "duckdb": (200_000,),
+        "postgres": (2_000, 50_000),
+        "delta": (200_000,),
+        "iceberg": (200_000,),
     },
+    # added with --large
+    "large": {"postgres": (10_000_000,)},
 }
 
 
@@ -87,7 +97,8 @@ class Figure:
     baseline_name: str
     baseline: float
     target: str | None  # "<= 1.10" (ours/baseline at most), ">= 5" (baseline/ours at
-    # least), or None for a reference figure without a target
+    # least: our speed as a multiple of the baseline's), or None for a reference figure
+    unit: str = "s"  # seconds, or another quantity ("MB") where lower is better
 
     @property
     def ratio(self) -> float:
@@ -103,18 +114,21 @@ class Figure:
         return (1 / self.ratio if self.ratio else float("inf")) >= float(value)
 
     def line(self) -> str:
-        speed = f"{self.rows / self.ours / 1e3:9.0f}k rows/s" if self.ours else ""
+        seconds = self.unit == "s"
+        speed = f"{self.rows / self.ours / 1e3:9.0f}k rows/s" if self.ours and seconds else ""
         if self.target is None:
-            versus = f"{self.ratio:6.2f}x        (reference)    "
+            versus = f"{self.ratio:6.2f}x         (reference)      "
         elif self.target.startswith(">="):
-            versus = f"{1 / self.ratio:6.2f}x faster (target {self.target}x)"
+            versus = f"{1 / self.ratio:6.2f}x speed   (target {self.target}x)"
         else:
-            versus = f"{self.ratio:6.2f}x        (target {self.target}x)"
+            versus = f"{self.ratio:6.2f}x         (target {self.target}x)"
         verdict = "" if self.target is None else ("ok" if self.met else "MISSED")
+        unit = f"{self.unit:<2}"
         return (
-            f"{self.name:<30} {self.rows:>11,} rows  ours {self.ours:8.3f}s  "
-            f"{self.baseline_name:<24} {self.baseline:8.3f}s  {versus}  {speed}  {verdict}"
-        )
+            f"{self.name:<34} {self.rows:>11,} rows  ours {self.ours:8.3f}{unit}  "
+            f"{self.baseline_name:<24} {self.baseline:8.3f}{unit}  {versus}  {speed:>17}  "
+            f"{verdict}"
+        ).rstrip()
 
 
 def make_table(rows: int) -> Any:
@@ -336,9 +350,10 @@ def bench_duckdb(rows: int, repeat: int) -> list[Figure]:
 
 
 def bench_postgres(rows: int, repeat: int) -> list[Figure]:
+    """Insert, overwrite and read through the IO manager beside the plain psycopg/pyarrow
+    code a user would write for each, alternating sides."""
     import ibis
     import psycopg
-    import pyarrow.csv as pcsv
     from assetry import Asset
     from sqlalchemy.engine import make_url
 
@@ -372,10 +387,7 @@ def bench_postgres(rows: int, repeat: int) -> list[Figure]:
         name = fresh()
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(f'CREATE TABLE "{name}" {ddl}')
-            buffer = io.BytesIO()
-            pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
-            with cur.copy(f'COPY "{name}" FROM STDIN (FORMAT csv)') as copy:
-                copy.write(buffer.getvalue())
+            _copy_csv(cur, name, table)
 
     def adbc_ingest() -> None:
         import adbc_driver_postgresql.dbapi as adbc
@@ -399,6 +411,21 @@ def bench_postgres(rows: int, repeat: int) -> list[Figure]:
             handle.insert(table.slice(0, 10))  # connections are cached: time the steady state
         best = best_of(repeat, [("ours", ours), ("copy", raw_copy), ("adbc", adbc_ingest)])
         slow = best_of(1, [("ibis", ibis_insert)])
+        figures = [
+            Figure("postgres insert", rows, best["ours"], "raw COPY (csv)", best["copy"], "<= 2"),
+            Figure("postgres insert", rows, best["ours"], "ADBC ingest", best["adbc"], None),
+            # ibis's insert is the slow path a bulk write must beat; a few thousand rows are
+            # mostly round trips on both sides, so there it is shown for reference
+            Figure(
+                "postgres insert",
+                rows,
+                best["ours"],
+                "ibis insert",
+                slow["ibis"],
+                ">= 5" if rows >= 50_000 else None,
+            ),
+        ]
+        figures += _postgres_overwrite_and_read(rows, repeat, conn, dispatcher, base_uri, fresh)
     finally:
         with conn.cursor() as cur:
             for name in created:
@@ -406,10 +433,111 @@ def bench_postgres(rows: int, repeat: int) -> list[Figure]:
         conn.close()
         ibis_con.disconnect()
         dispatcher.close()
+    return figures
+
+
+def _copy_csv(cur: Any, name: str, table: Any) -> None:
+    """The user's COPY: the whole table rendered to CSV by pyarrow, sent in one write."""
+    import pyarrow.csv as pcsv
+
+    buffer = io.BytesIO()
+    pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
+    with cur.copy(f'COPY "{name}" FROM STDIN (FORMAT csv)') as copy:
+        copy.write(buffer.getvalue())
+
+
+def _postgres_overwrite_and_read(
+    rows: int, repeat: int, conn: Any, dispatcher: Any, base_uri: str, fresh: Any
+) -> list[Figure]:
+    """Overwrite of a table holding ``rows`` rows (beside TRUNCATE + COPY), the table's size
+    after every overwrite (no dead rows may pile up), and a full read into Arrow (beside
+    COPY TO + pyarrow's CSV reader, ADBC, and ibis's own read, the previous path)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    from assetry import Asset
+
+    table = make_table(rows)
+    ours_name, raw_name = fresh(), fresh()
+    asset = Asset(uri=f"{base_uri}/{ours_name}")
+    with dispatcher.connect(asset) as handle:
+        handle.overwrite(table)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(f'CREATE TABLE "{raw_name}" (LIKE "{ours_name}")')
+        _copy_csv(cur, raw_name, table)
+
+    def size() -> int:
+        return int(conn.execute(f"SELECT pg_total_relation_size('\"{ours_name}\"')").fetchone()[0])
+
+    first = size()
+
+    def ours_overwrite() -> None:
+        with dispatcher.connect(asset) as handle:
+            handle.overwrite(table)
+
+    def raw_overwrite() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(f'TRUNCATE "{raw_name}"')
+            _copy_csv(cur, raw_name, table)
+
+    writes = best_of(repeat, [("ours", ours_overwrite), ("raw", raw_overwrite)])
+    grown = size()
+    names = table.schema.names
+    types = dict(zip(names, table.schema.types, strict=True))
+
+    def ours_read() -> Any:
+        with dispatcher.connect(asset) as handle:
+            return handle.to_pyarrow()
+
+    def raw_read() -> Any:
+        buffer = io.BytesIO()
+        with conn.cursor() as cur, cur.copy(f'COPY "{ours_name}" TO STDOUT (FORMAT csv)') as copy:
+            for block in copy:
+                buffer.write(block)
+        buffer.seek(0)
+        return pcsv.read_csv(
+            buffer,
+            read_options=pcsv.ReadOptions(column_names=names),
+            convert_options=pcsv.ConvertOptions(column_types=types),
+        )
+
+    with contextlib.ExitStack() as stack:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        info = conn.info
+        aconn = stack.enter_context(adbc.connect(info.dsn, autocommit=True))
+
+        def adbc_read() -> Any:
+            with aconn.cursor() as cur:
+                cur.execute(f'SELECT * FROM "{ours_name}"')
+                return cur.fetch_arrow_table()
+
+        def ibis_read() -> Any:
+            with dispatcher.connect(asset) as handle:
+                return handle.to_ibis().to_pyarrow()
+
+        reads = best_of(repeat, [("ours", ours_read), ("raw", raw_read), ("adbc", adbc_read)])
+        slow = best_of(1, [("ibis", ibis_read)])
+    assert (
+        ours_read().cast(pa.schema([f.with_nullable(True) for f in table.schema])).equals(table)
+    ), "the read returned other rows or types"
     return [
-        Figure("postgres insert", rows, best["ours"], "raw COPY (csv)", best["copy"], "<= 2"),
-        Figure("postgres insert", rows, best["ours"], "ADBC ingest", best["adbc"], None),
-        Figure("postgres insert", rows, best["ours"], "ibis insert", slow["ibis"], ">= 5"),
+        Figure(
+            "postgres overwrite", rows, writes["ours"], "TRUNCATE + COPY", writes["raw"], ">= 0.9"
+        ),
+        Figure(
+            f"postgres size after {repeat + 1} overwrites",
+            rows,
+            grown / 2**20,
+            "size after the first",
+            first / 2**20,
+            "<= 1.05",
+            unit="MB",
+        ),
+        Figure(
+            "postgres read", rows, reads["ours"], "COPY TO (csv) + pyarrow", reads["raw"], ">= 0.9"
+        ),
+        Figure("postgres read", rows, reads["ours"], "ADBC fetch", reads["adbc"], None),
+        Figure("postgres read", rows, reads["ours"], "ibis to_pyarrow", slow["ibis"], None),
     ]
 
 
@@ -513,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated benchmarks")
     parser.add_argument("--repeat", type=int, default=None, help="runs per timing (best kept)")
     parser.add_argument("--rows", type=int, default=None, help="override every size")
+    parser.add_argument(
+        "--large", action="store_true", help="add the large sizes (postgres: 10M rows)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -524,10 +655,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     figures: list[Figure] = []
     for name in selected:
-        rows = args.rows or sizes[name]
-        for figure in BENCHES[name](rows, repeat):
-            print(figure.line(), flush=True)
-            figures.append(figure)
+        counts = sizes[name] + (SIZES["large"].get(name, ()) if args.large else ())
+        for rows in (args.rows,) if args.rows else counts:
+            # a small size costs little and swings most (round trips): time it more often
+            runs = repeat if args.repeat or rows > 100_000 else repeat * 3
+            for figure in BENCHES[name](rows, runs):
+                print(figure.line(), flush=True)
+                figures.append(figure)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{**vars(f), "ratio": f.ratio, "met": f.met} for f in figures], fh, indent=2)

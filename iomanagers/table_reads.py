@@ -14,12 +14,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import ibis.expr.types as ir
+    import ibis
     import pyarrow as pa
 
     from .tables import TableHandle
 
-__all__ = ["close_reader", "read_postgres"]
+__all__ = ["close_reader", "postgres_schema", "read_postgres"]
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,69 @@ def close_reader(backend: Any) -> None:
             reader.close()
 
 
-def read_postgres(handle: TableHandle, expr: ir.Table) -> pa.Table | None:
-    """``expr``'s rows through ADBC with the types ibis gives them, or None when a column
-    does not convert (the caller then reads through ibis)."""
+#: ibis's own catalog query for a PostgreSQL table's columns (``Backend.get_schema``), run
+#: as one statement: the schema named, else the current one and the session's temporary one.
+COLUMNS_SQL = """\
+SELECT
+  a.attname AS column_name,
+  CASE
+    WHEN EXISTS(
+      SELECT 1
+      FROM pg_catalog.pg_type t
+      INNER JOIN pg_catalog.pg_enum e
+              ON e.enumtypid = t.oid
+             AND t.typname = pg_catalog.format_type(a.atttypid, a.atttypmod)
+    ) THEN 'enum'
+    ELSE pg_catalog.format_type(a.atttypid, a.atttypmod)
+  END AS data_type,
+  NOT a.attnotnull AS nullable
+FROM pg_catalog.pg_attribute a
+INNER JOIN pg_catalog.pg_class c
+   ON a.attrelid = c.oid
+INNER JOIN pg_catalog.pg_namespace n
+   ON c.relnamespace = n.oid
+WHERE a.attnum > 0
+  AND NOT a.attisdropped
+  AND c.relname = %(name)s
+  AND (n.nspname = coalesce(%(schema)s, current_schema())
+       OR (%(schema)s IS NULL AND n.oid = pg_catalog.pg_my_temp_schema()))
+ORDER BY a.attnum ASC"""
+
+
+def postgres_schema(handle: TableHandle) -> ibis.Schema | None:
+    """The table's ibis schema as ibis's ``get_schema`` gives it (the same query and type
+    mapping, in one round trip), or None when the table does not exist."""
+    import ibis
+
+    raw = handle.con.con
+    params = {"name": handle.location.table, "schema": handle.location.schema}
+    with contextlib.ExitStack() as stack:
+        if not raw.autocommit:
+            stack.enter_context(raw.transaction())
+        cur = stack.enter_context(raw.cursor())
+        rows = cur.execute(COLUMNS_SQL, params, prepare=True).fetchall()
+    if not rows:
+        return None
+    mapper = handle.con.compiler.type_mapper
+    return ibis.schema(
+        {name: mapper.from_string(text, nullable=nullable) for name, text, nullable in rows}
+    )
+
+
+def read_postgres(handle: TableHandle) -> pa.Table | None:
+    """The table's (partition's) rows through ADBC with the types ibis gives them, or None
+    when ADBC is not available, the table does not exist or a column does not convert (the
+    caller then reads through ibis)."""
+    import ibis
+
     reader = _adbc_connection(handle)
     if reader is None:
         return None
-    schema = expr.schema().to_pyarrow()
-    sql = handle.con.compile(expr)
+    schema = postgres_schema(handle)
+    if schema is None:
+        return None
+    table = ibis.table(schema, name=handle.location.table, database=handle.location.schema)
+    sql = handle.con.compile(handle._scoped(table))
     try:
         with reader.cursor() as cur:
             cur.execute(sql)
@@ -84,7 +139,7 @@ def read_postgres(handle: TableHandle, expr: ir.Table) -> pa.Table | None:
         # a lost or broken connection: open a new one next time, ibis answers this time
         close_reader(handle._backend)
         return None
-    return conform(fetched, schema)
+    return conform(fetched, schema.to_pyarrow())
 
 
 def conform(fetched: pa.Table, schema: pa.Schema) -> pa.Table | None:

@@ -50,9 +50,28 @@ def write_duckdb(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, 
     return int(row[0]) if row else _num_rows(data), None
 
 
+class _TruncateRefused(Exception):
+    """TRUNCATE was refused before any row was sent: the write runs again with DELETE."""
+
+
 def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, int | None]:
-    """PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction; a
-    whole-table overwrite empties the table with TRUNCATE in that transaction."""
+    """PostgreSQL: COPY ... FROM STDIN, CSV rendered by pyarrow, in one transaction.
+
+    An overwrite of the whole table empties it with TRUNCATE in that transaction: a new,
+    empty file, so the old rows leave no dead tuples behind (DELETE would leave every one of
+    them for VACUUM). A table TRUNCATE cannot take (referenced by a foreign key, or without
+    the TRUNCATE privilege) and a partition are DELETEd instead.
+    """
+    empty = None if not overwrite else ("delete" if handle.partition is not None else "truncate")
+    try:
+        return _copy_postgres(handle, data, empty)
+    except _TruncateRefused:
+        return _copy_postgres(handle, data, "delete")
+
+
+def _copy_postgres(handle: TableHandle, data: Any, empty: str | None) -> tuple[int, int | None]:
+    import psycopg
+
     raw = handle.con.con
     names = list(data.schema.names)
     cols = ", ".join(handle._ident(n) for n in names)
@@ -62,8 +81,14 @@ def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int
     )
     rows = nbytes = 0
     with raw.transaction(), raw.cursor() as cur:
-        if overwrite:
-            _empty_postgres(handle, raw, cur)
+        if empty == "truncate":
+            try:
+                cur.execute(f"TRUNCATE {handle.qualified_name}")
+            except (psycopg.errors.FeatureNotSupported, psycopg.errors.InsufficientPrivilege):
+                raise _TruncateRefused from None  # rolls the transaction back
+        elif empty == "delete":
+            params = [handle.partition] if handle.partition is not None else []
+            cur.execute(handle._delete_sql("%s"), params)
         with cur.copy(copy_sql) as copy:
             if text:
                 for chunk, n in _csv_chunks(data, handle.manager.batch_rows):
@@ -76,24 +101,6 @@ def write_postgres(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int
                         copy.write_row(row)
                     rows += batch.num_rows
     return rows, (nbytes or None)
-
-
-def _empty_postgres(handle: TableHandle, raw: Any, cur: Any) -> None:
-    """Remove what an overwrite replaces, inside the write's transaction. The whole table
-    is truncated: a new, empty file, so the old rows leave no dead tuples behind (DELETE
-    would leave every one of them for VACUUM). A table TRUNCATE cannot take (referenced by
-    a foreign key, or without the TRUNCATE privilege) and a partition are DELETEd."""
-    import psycopg
-
-    if handle.partition is None:
-        try:
-            with raw.transaction():  # a savepoint: a refused TRUNCATE keeps the write going
-                cur.execute(f"TRUNCATE {handle.qualified_name}")
-            return
-        except (psycopg.errors.FeatureNotSupported, psycopg.errors.InsufficientPrivilege):
-            pass
-    params = [handle.partition] if handle.partition is not None else []
-    cur.execute(handle._delete_sql("%s"), params)
 
 
 def write_sqlite(handle: TableHandle, data: Any, overwrite: bool) -> tuple[int, int | None]:

@@ -46,7 +46,7 @@ from assetry.uri import uri_scheme
 from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
 
-from .table_reads import close_reader, read_postgres
+from .table_reads import close_reader, postgres_schema, read_postgres
 from .table_schema import conform_columns, data_error, is_data_error
 from .table_writes import ENGINE_WRITERS, write_generic
 
@@ -432,9 +432,12 @@ class TableHandle(AssetHandle):
 
     def to_ibis(self) -> ir.Table:
         """The table (filtered to the partition) as a lazy ibis expression."""
+        return self._scoped(self._table())
+
+    def _scoped(self, table: ir.Table) -> ir.Table:
+        """``table`` filtered to this handle's partition."""
         import ibis
 
-        table = self._table()
         if self.partition is None:
             return table
         assert self.partition_column is not None
@@ -443,12 +446,11 @@ class TableHandle(AssetHandle):
 
     def to_pyarrow(self) -> pa.Table:
         with self._backend.lock:
-            expr = self.to_ibis()
             if self.location.backend == "postgres":
-                table = read_postgres(self, expr)
+                table = read_postgres(self)
                 if table is not None:
                     return table
-            return expr.to_pyarrow()
+            return self.to_ibis().to_pyarrow()
 
     def exists(self) -> bool:
         with self._backend.lock:
@@ -513,6 +515,9 @@ class TableHandle(AssetHandle):
 
         if self._not_in_catalog():
             return None
+        if self.location.backend == "postgres":
+            found = postgres_schema(self)
+            return None if found is None else found.to_pyarrow()
         try:
             schema = self.con.get_schema(self.location.table, database=self.location.schema)
         except TableNotFound:

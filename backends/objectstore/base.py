@@ -50,8 +50,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Version of the object layout, kept in ``format.json`` under the prefix.
-LAYOUT_VERSION: Final = 1
+#: Version of the object layout, kept in ``format.json`` under the prefix. Layout 2: asset
+#: URIs (documents and ``uris/`` claims) in the normal form of :mod:`assetry.uri_normalizers`.
+LAYOUT_VERSION: Final = 2
 #: A writer refreshes an asset's head hint once the log has grown this much past it (a
 #: cold start then lists at most this many keys: one LIST page).
 HINT_INTERVAL: Final = 100
@@ -67,6 +68,10 @@ RELISTS: Final = 20
 FETCH_CHUNK: Final = 64
 
 UNKNOWN: Final = object()
+
+
+def _format_doc() -> bytes:
+    return canonical_json({"format": "assetry-objectstore", "layout": LAYOUT_VERSION}).encode()
 
 
 def write_token() -> str:
@@ -143,9 +148,11 @@ class ObjectStoreBase(StateBackend):
         self.storage.close()
 
     def upgrade(self) -> None:
-        """Write the layout marker (``format.json``) if missing; refuse a newer layout."""
+        """Write the layout marker (``format.json``) if missing, bring an older layout to this
+        one (layout 2: asset URIs normalised again, :mod:`assetry.uri_upgrade`); refuse a
+        newer layout."""
         self._format_checked = False
-        self._ensure_format()
+        self._ensure_format(upgrade_older=True)
 
     def exists(self) -> bool:
         """Whether the layout marker (``format.json``, written with the first asset) is
@@ -161,28 +168,69 @@ class ObjectStoreBase(StateBackend):
             current = str(self._parse(Layout.FORMAT, blob).get("layout"))
         return {"current": current, "head": str(LAYOUT_VERSION)}
 
-    def _ensure_format(self) -> None:
+    def _ensure_format(self, *, upgrade_older: bool = False) -> None:
+        """Write the layout marker if missing; an older layout is upgraded when
+        ``upgrade_older`` (:meth:`upgrade`), else refused with advice to upgrade."""
         if self._format_checked:
             return
         while True:
             blob = self.storage.get(Layout.FORMAT)
             if blob is None:
-                doc = {"format": "assetry-objectstore", "layout": LAYOUT_VERSION}
                 try:
-                    self.storage.put(
-                        Layout.FORMAT, canonical_json(doc).encode(), if_none_match=True
-                    )
+                    self.storage.put(Layout.FORMAT, _format_doc(), if_none_match=True)
                 except PreconditionFailed:
                     continue
                 break
-            found = self._parse(Layout.FORMAT, blob).get("layout")
-            if not isinstance(found, int) or found > LAYOUT_VERSION:
-                raise SchemaVersionError(
-                    f"the state at {self._display_url} uses object layout {found!r}, newer than "
-                    f"this assetry understands ({LAYOUT_VERSION}); upgrade assetry"
-                )
+            found = self._layout_of(blob)
+            if found < LAYOUT_VERSION:
+                if not upgrade_older:
+                    raise self._older_layout(found)
+                self._upgrade_layout(found)
+                try:
+                    self.storage.put(Layout.FORMAT, _format_doc(), if_match=blob.etag)
+                except PreconditionFailed:
+                    continue  # the marker changed meanwhile: read it again
             break
         self._format_checked = True
+
+    def _check_layout(self) -> None:
+        """Before a read that depends on the layout: refuse an older or newer one; write
+        nothing (no marker yet: nothing is stored, so nothing to misread)."""
+        if self._format_checked:
+            return
+        blob = self.storage.get(Layout.FORMAT)
+        if blob is None:
+            return
+        found = self._layout_of(blob)
+        if found < LAYOUT_VERSION:
+            raise self._older_layout(found)
+        self._format_checked = True
+
+    def _layout_of(self, blob: Blob) -> int:
+        found = self._parse(Layout.FORMAT, blob).get("layout")
+        if not isinstance(found, int) or isinstance(found, bool) or found > LAYOUT_VERSION:
+            raise SchemaVersionError(
+                f"the state at {self._display_url} uses object layout {found!r}, newer than "
+                f"this assetry understands ({LAYOUT_VERSION}); upgrade assetry"
+            )
+        return found
+
+    def _older_layout(self, found: int) -> SchemaVersionError:
+        return SchemaVersionError(
+            f"the state at {self._display_url} uses object layout {found}, older than this "
+            f"assetry's {LAYOUT_VERSION}: run Instance(...).upgrade() or `assetry db upgrade` "
+            "(or set auto_upgrade = true)"
+        )
+
+    def _upgrade_layout(self, found: int) -> None:
+        """The data steps from layout ``found`` to :data:`LAYOUT_VERSION`, each safe to run
+        again after an interruption (the marker is written only once all are done)."""
+        if found < 2:
+            self._renormalise_uris()
+
+    def _renormalise_uris(self) -> int:
+        """Layout 2: stored asset URIs in this version's normal form (the registry's)."""
+        raise NotImplementedError
 
     # -- documents ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 
 from assetry.backend import AssetRecord, conflict_for_registration, utcnow
 from assetry.contracts import DEFAULT_CONTRACT, AssetContract
+from assetry.uri_upgrade import plan_renormalisation
 from assetry.values import canonical_json
 
 from .base import ObjectStoreBase, pause_after_lost_race, replace_record, write_token
@@ -152,6 +153,43 @@ class ObjectStoreRegistry(ObjectStoreBase):
             self._cache_record(stored)
             return stored
 
+    def _renormalise_uris(self) -> int:
+        """Layout 2: every asset whose stored URI :func:`assetry.urls.normalize_uri` now
+        writes otherwise claims the new form, its document takes it, and the old claim goes;
+        a clash stops it before anything is written. Return how many assets changed."""
+        keys = self.storage.list(f"{Layout.ASSETS}/")
+        records = [
+            self._record(self._parse(key, blob))
+            for key, blob in zip(keys, self.storage.get_many(keys), strict=True)
+            if blob is not None
+        ]
+        changes = plan_renormalisation((r.name, r.uri) for r in records)
+        for name, old, new in changes:
+            self._move_uri(name, old, new)
+        return len(changes)
+
+    def _move_uri(self, name: str, old: str, new: str) -> None:
+        self._claim_uri(name, new)
+        attempt = 0
+        while True:
+            attempt += 1
+            current = self._read_asset(name)
+            if current is None or current[0].uri != old:
+                break  # removed or changed meanwhile: nothing of ours to move
+            record = replace_record(current[0], uri=new)
+            try:
+                self.storage.put(Layout.asset(name), self._asset_doc(record), if_match=current[1])
+            except PreconditionFailed:
+                pause_after_lost_race(attempt)
+                continue
+            self._cache_record(record)
+            break
+        key = Layout.uri(old)
+        blob = self.storage.get(key)
+        if blob is not None and self._parse(key, blob).get("name") == name:
+            with contextlib.suppress(PreconditionFailed):
+                self.storage.delete(key, if_match=blob.etag)
+
     def deactivate_asset(self, name: str) -> bool:
         key = Layout.asset(name)
         attempt = 0
@@ -174,6 +212,7 @@ class ObjectStoreRegistry(ObjectStoreBase):
         return found[0] if found else None
 
     def get_asset_by_uri(self, uri: str) -> AssetRecord | None:
+        self._check_layout()  # URIs claimed under layout 1 may be in their old form
         owner = self._claim_owner(uri)
         if owner is None:
             return None

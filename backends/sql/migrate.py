@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from . import uris
 from .schema import VERSION_TABLE, metadata
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "head_revision",
     "is_known_revision",
     "migration_lock",
+    "pending_revisions",
     "run_migrations",
     "upgrade",
 ]
@@ -119,8 +121,23 @@ def migration_lock(connection: sa.Connection) -> Iterator[None]:
             connection.rollback()
 
 
+def pending_revisions(connection: sa.Connection, target: str = "head") -> list[str]:
+    """The revisions an upgrade to ``target`` would run, oldest first (none for a database
+    without assetry's schema or at a revision this code does not know)."""
+    current = current_revision(connection)
+    if current is None or not is_known_revision(current):
+        return []
+    scripts = _scripts()
+    return [s.revision for s in scripts.iterate_revisions(target, current)][::-1]
+
+
 def run_migrations(connection: sa.Connection, target: str = "head") -> None:
-    """Run Alembic up to ``target`` on ``connection``, inside :func:`migration_lock`."""
+    """Run Alembic up to ``target`` on ``connection``, inside :func:`migration_lock`.
+
+    The data checks of the pending revisions run first, so a database they refuse is left
+    as it was (MySQL and MariaDB commit DDL at once: a later revision failing could not)."""
+    if uris.REVISION in pending_revisions(connection, target):
+        uris.plan_asset_uris(connection)
     command.upgrade(_config(connection), target)
 
 

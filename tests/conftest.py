@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,24 @@ def mysql_url() -> str:
     except ImportError:
         service_missing("MariaDB", "PyMySQL is not installed: pip install -e '.[test]'")
     return MYSQL_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind, of this test's own: a SQLite file, a PostgreSQL
+    schema, a MariaDB database (the last two dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    import sqlalchemy as sa
+    from assetry.backends.sql.testing import scratch_database
+
+    server = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
+    try:
+        with scratch_database(server) as url:
+            yield url
+    except sa.exc.OperationalError as exc:
+        service_missing(request.param, str(exc.orig).strip())
 
 
 @dataclass

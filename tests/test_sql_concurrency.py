@@ -15,36 +15,17 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import assetry
 import pytest
-import sqlalchemy as sa
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.sql import SQLBackend
-from assetry.backends.sql.testing import scratch_database
-from conftest import service_missing
 
 PROCESSES = 8
 UPDATES_PER_PROCESS = 250
 EVENTS_PER_PROCESS = 500
 ASSET = assetry.Asset("orders", uri="s3://data/orders")
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind, of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    server = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
-    try:
-        with scratch_database(server) as url:
-            yield url
-    except sa.exc.OperationalError as exc:
-        service_missing(request.param, str(exc.orig).strip())
 
 
 def _context() -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import assetry
@@ -16,25 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from assetry.backend import EventQuery, NewEvent
 from assetry.backends.sql import SQLBackend, migrate, schema
 from assetry.backends.sql.engine import resolve_url
-from assetry.backends.sql.testing import scratch_database
 from assetry.errors import SchemaVersionError
-from conftest import service_missing
 
 FIRST = "0001"
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind, of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    server = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
-    try:
-        with scratch_database(server) as url:
-            yield url
-    except sa.exc.OperationalError as exc:
-        service_missing(request.param, str(exc.orig).strip())
 
 
 def _engine(url: str) -> sa.Engine:

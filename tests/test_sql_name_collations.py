@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,10 +12,8 @@ from assetry.backend import EventQuery, NewEvent
 from assetry.backends.memory import MemoryBackend
 from assetry.backends.sql import SQLBackend, migrate, schema
 from assetry.backends.sql.engine import resolve_url
-from assetry.backends.sql.testing import scratch_database
 from assetry.cli_copy import copy_state
 from assetry.retention import RetentionPolicy, prune_events
-from conftest import service_missing
 
 #: Each group holds names equal under a case-, accent- or pad-insensitive collation.
 VARIANTS = [
@@ -26,20 +23,6 @@ VARIANTS = [
     ["🙂", "🙃", "😀"],
 ]
 NAMES = [name for group in VARIANTS for name in group]
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind, of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    server = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
-    try:
-        with scratch_database(server) as url:
-            yield url
-    except sa.exc.OperationalError as exc:
-        service_missing(request.param, str(exc.orig).strip())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from assetry.backends.sql import migrate, schema
 from assetry.errors import ConflictError, SchemaVersionError
 from assetry.uri_upgrade import plan_renormalisation
 from assetry.urls import normalize_uri
-from test_sql_migrations import _engine, _migrate_to, database_url  # noqa: F401
+from test_sql_migrations import _engine, _migrate_to
 
 NOW_US = 1_717_200_000_000_000
 
@@ -92,7 +92,7 @@ def _stored_uris(url: str) -> dict[str, str]:
         engine.dispose()
 
 
-def test_sql_upgrade_normalises_stored_uris_again(database_url: str) -> None:  # noqa: F811
+def test_sql_upgrade_normalises_stored_uris_again(database_url: str) -> None:
     _migrate_to(database_url, "0004")
     _insert_assets(database_url, [(name, old) for name, old, _new in OLD_FORMS])
     with assetry.Instance(backend="sql", url=database_url) as instance:
@@ -108,7 +108,7 @@ def test_sql_upgrade_normalises_stored_uris_again(database_url: str) -> None:  #
     assert _stored_uris(database_url) == {name: new for name, _old, new in OLD_FORMS}
 
 
-def test_sql_upgrade_stops_on_a_clash_and_changes_nothing(database_url: str) -> None:  # noqa: F811
+def test_sql_upgrade_stops_on_a_clash_and_changes_nothing(database_url: str) -> None:
     _migrate_to(database_url, "0002")  # DDL revisions pending too: none of them may run
     rows = [("a", "postgresql://db/x"), ("b", "postgresql://db:5432/x"), ("c", "s3://lake")]
     _insert_assets(database_url, rows)

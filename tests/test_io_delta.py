@@ -4,19 +4,16 @@ format's own reader both ways, versions pinned to events, vacuum and concurrent 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import lakehouse_s3
+import lakehouse_kit as kit
 import pyarrow as pa
 import pytest
-from assetry import Asset, TableVersionError, ValidationError, load_settings, task, use_instance
+from assetry import Asset, TableVersionError, ValidationError, task, use_instance
 from assetry.checks import NotNull
 from assetry.instance import Instance
-from assetry.iomanager import IOManagerDispatcher
 from assetry.testing import IOManagerConformance
 
 deltalake = pytest.importorskip(
@@ -24,11 +21,7 @@ deltalake = pytest.importorskip(
 )
 
 
-s3_process_server = lakehouse_s3.s3_process_server
-
-
-def _dispatcher(**environ: str) -> IOManagerDispatcher:
-    return IOManagerDispatcher(load_settings(backend="memory", environ=environ))
+s3_process_server = kit.s3_process_server
 
 
 def _s3_environ(server: Any) -> dict[str, str]:
@@ -43,20 +36,6 @@ def _delta_options(server: Any) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",
     }
-
-
-def _table(ids: list[int], ds: str | None = None) -> pa.Table:
-    data: dict[str, Any] = {
-        "id": pa.array(ids, pa.int64()),
-        "name": pa.array([f"n{i}" for i in ids], pa.string()),
-    }
-    if ds is not None:
-        data["ds"] = pa.array([ds] * len(ids), pa.string())
-    return pa.table(data)
-
-
-def _ids(table: pa.Table) -> list[int]:
-    return sorted(table.column("id").to_pylist())
 
 
 # -- conformance -----------------------------------------------------------------------------
@@ -90,7 +69,7 @@ class TestDeltaOnS3(IOManagerConformance):
 
     @pytest.fixture
     def io_manager(self, s3_process_server):
-        dispatcher = _dispatcher(**_s3_environ(s3_process_server))
+        dispatcher = kit.dispatcher(**_s3_environ(s3_process_server))
         yield dispatcher
         dispatcher.close()
 
@@ -109,50 +88,50 @@ class TestDeltaOnS3(IOManagerConformance):
 
 def test_tables_written_by_assetry_are_read_by_deltalake_and_pyarrow(tmp_path: Path) -> None:
     asset = Asset("orders", uri=f"delta+file://{tmp_path}/orders", partition_column="ds")
-    with _dispatcher().connect(asset, "2024-06-01") as handle:
-        handle.insert(_table([1, 2]))
-    with _dispatcher().connect(asset, "2024-06-02") as handle:
-        handle.insert(_table([3]))
+    with kit.dispatcher().connect(asset, "2024-06-01") as handle:
+        handle.insert(kit.table([1, 2]))
+    with kit.dispatcher().connect(asset, "2024-06-02") as handle:
+        handle.insert(kit.table([3]))
     table = deltalake.DeltaTable(str(tmp_path / "orders"))
     assert table.version() == 1
     assert table.metadata().partition_columns == ["ds"]
-    assert _ids(table.to_pyarrow_table()) == [1, 2, 3]
-    assert _ids(table.to_pyarrow_dataset().to_table()) == [1, 2, 3]
+    assert kit.ids(table.to_pyarrow_table()) == [1, 2, 3]
+    assert kit.ids(table.to_pyarrow_dataset().to_table()) == [1, 2, 3]
 
 
 def test_tables_written_by_deltalake_are_read_by_assetry(tmp_path: Path) -> None:
     path = tmp_path / "events"
-    deltalake.write_deltalake(str(path), _table([1, 2], "a"), partition_by=["ds"])
-    deltalake.write_deltalake(str(path), _table([3], "b"), mode="append")
+    deltalake.write_deltalake(str(path), kit.table([1, 2], "a"), partition_by=["ds"])
+    deltalake.write_deltalake(str(path), kit.table([3], "b"), mode="append")
     asset = Asset("events", uri=f"delta+file://{path}", partition_column="ds")
-    with _dispatcher().connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
-    with _dispatcher().connect(asset, "b") as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
-        handle.overwrite(_table([30, 31]))
-    assert _ids(deltalake.DeltaTable(str(path)).to_pyarrow_table()) == [1, 2, 30, 31]
+    with kit.dispatcher().connect(asset) as handle:
+        assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
+    with kit.dispatcher().connect(asset, "b") as handle:
+        assert kit.ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(kit.table([30, 31]))
+    assert kit.ids(deltalake.DeltaTable(str(path)).to_pyarrow_table()) == [1, 2, 30, 31]
 
 
 def test_partition_overwrite_is_one_commit(tmp_path: Path) -> None:
     asset = Asset(uri=f"delta+file://{tmp_path}/t", partition_column="ds")
-    dispatcher = _dispatcher()
+    dispatcher = kit.dispatcher()
     for day, ids in (("d1", [1, 2]), ("d2", [3])):
         with dispatcher.connect(asset, day) as handle:
-            handle.insert(_table(ids))
+            handle.insert(kit.table(ids))
     with dispatcher.connect(asset, "d1") as handle:
-        result = handle.overwrite(_table([9]))
+        result = handle.overwrite(kit.table([9]))
     table = deltalake.DeltaTable(f"{tmp_path}/t")
     assert result.table_version == table.version() == 2
     last = table.history(limit=1)[0]
     assert last["operationParameters"]["mode"] == "Overwrite"
     assert "d1" in last["operationParameters"]["predicate"]
-    assert _ids(table.to_pyarrow_table()) == [3, 9]
+    assert kit.ids(table.to_pyarrow_table()) == [3, 9]
 
 
 def test_a_failed_check_commits_no_version(tmp_path: Path) -> None:
     asset = Asset(uri=f"delta+file://{tmp_path}/t", checks=[NotNull("name")])
-    with _dispatcher().connect(asset) as handle:
-        handle.insert(_table([1]))
+    with kit.dispatcher().connect(asset) as handle:
+        handle.insert(kit.table([1]))
         bad = pa.table({"id": pa.array([2], pa.int64()), "name": pa.array([None], pa.string())})
         with pytest.raises(ValidationError):
             handle.overwrite(bad)
@@ -170,7 +149,7 @@ def test_events_carry_the_version_and_as_of_reads_it(tmp_path: Path) -> None:
         @task(outlets=[asset])
         def load(rows: list[int], io_manager: Any) -> None:
             with io_manager.connect(asset) as handle:
-                handle.insert(_table(rows))
+                handle.insert(kit.table(rows))
 
         load([1, 2])
         load([3])
@@ -178,15 +157,15 @@ def test_events_carry_the_version_and_as_of_reads_it(tmp_path: Path) -> None:
         assert first.extra["assetry"]["table_version"] == 0
         assert second.extra["assetry"]["table_version"] == 1
         with inst.io_manager.connect(asset, as_of=first) as handle:
-            assert _ids(handle.to_pyarrow()) == [1, 2]
+            assert kit.ids(handle.to_pyarrow()) == [1, 2]
             with pytest.raises(TableVersionError, match="read-only"):
-                handle.insert(_table([4]))
+                handle.insert(kit.table([4]))
         with inst.io_manager.connect(asset, as_of=1) as handle:
-            assert _ids(handle.to_pyarrow()) == [1, 2, 3]
+            assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
         with inst.io_manager.connect(asset) as handle:
-            handle.overwrite(_table([7]))
+            handle.overwrite(kit.table([7]))
         with inst.io_manager.connect(asset, as_of=second) as handle:
-            assert _ids(handle.to_pyarrow()) == [1, 2, 3]
+            assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
         with pytest.raises(TableVersionError, match="not of"):
             inst.io_manager.open(Asset("other", uri=f"delta+file://{tmp_path}/o"), as_of=first)
 
@@ -194,108 +173,61 @@ def test_events_carry_the_version_and_as_of_reads_it(tmp_path: Path) -> None:
 def test_as_of_on_an_io_manager_without_versions_is_a_typed_error(tmp_path: Path) -> None:
     asset = Asset(uri=f"file://{tmp_path}/x.parquet")
     with pytest.raises(TableVersionError, match="keeps no table versions"):
-        _dispatcher().open(asset, as_of=3)
+        kit.dispatcher().open(asset, as_of=3)
     with pytest.raises(TypeError):
-        _dispatcher().open(Asset(uri=f"delta+file://{tmp_path}/t"), as_of="3")  # type: ignore[arg-type]
+        kit.dispatcher().open(Asset(uri=f"delta+file://{tmp_path}/t"), as_of="3")  # type: ignore[arg-type]
 
 
 def test_vacuum_expires_versions_older_than_those_kept(tmp_path: Path) -> None:
     from assetry.iomanagers.delta import DeltaIOManager
 
     asset = Asset(uri=f"delta+file://{tmp_path}/t")
-    dispatcher = _dispatcher()
+    dispatcher = kit.dispatcher()
     with dispatcher.connect(asset) as handle:
         for ids in ([1], [2], [3]):
-            handle.overwrite(_table(ids))
+            handle.overwrite(kit.table(ids))
     manager = dispatcher.manager_of(asset)
     assert isinstance(manager, DeltaIOManager)
     assert manager.vacuum(asset, {1}, dry_run=True) == [0]
     with dispatcher.connect(asset, as_of=0) as handle:
-        assert _ids(handle.to_pyarrow()) == [1]
+        assert kit.ids(handle.to_pyarrow()) == [1]
     assert manager.vacuum(asset, {1}) == [0]
     with dispatcher.connect(asset, as_of=1) as handle:
-        assert _ids(handle.to_pyarrow()) == [2]
+        assert kit.ids(handle.to_pyarrow()) == [2]
     with pytest.raises(TableVersionError), dispatcher.connect(asset, as_of=0) as handle:
         handle.to_pyarrow()
     with dispatcher.connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
+        assert kit.ids(handle.to_pyarrow()) == [3]
 
 
 # -- S3: concurrent writers ------------------------------------------------------------------
 
-_WRITER = """
-import json, sys
-import pyarrow as pa
-from assetry import Asset, load_settings
-from assetry.iomanager import IOManagerDispatcher
-
-uri, conn, tag, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-dispatcher = IOManagerDispatcher(
-    load_settings(backend="memory", environ={"ASSETRY_CONN_AWS_DEFAULT": conn})
-)
-versions = []
-for i in range(count):
-    with dispatcher.connect(Asset(uri=uri)) as handle:
-        result = handle.insert(pa.table({"writer": [tag], "i": pa.array([i], pa.int64())}))
-        versions.append(result.table_version)
-print(json.dumps(versions))
-"""
-
 
 @pytest.mark.services
 def test_two_processes_appending_on_s3_lose_no_commit(s3_process_server) -> None:
-    s3_server = s3_process_server
-    bucket = s3_server.make_bucket()
-    uri = f"delta+s3://{bucket}/lake/shared"
-    conn = json.dumps(s3_server.storage_options)
-    with _dispatcher(ASSETRY_CONN_AWS_DEFAULT=conn).connect(Asset(uri=uri)) as handle:
-        handle.insert(pa.table({"writer": ["seed"], "i": pa.array([0], pa.int64())}))
+    bucket = s3_process_server.make_bucket()
     count = 8
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, uri, conn, tag, str(count)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for tag in ("a", "b")
-    ]
-    outputs = [p.communicate(timeout=240) for p in procs]
-    for proc, (_out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err[-2000:]
-    versions = [v for out, _ in outputs for v in json.loads(out)]
-    assert sorted(versions) == list(range(1, 2 * count + 1))  # every commit its own version
+    versions, _data = kit.race_two_appenders(
+        f"delta+s3://{bucket}/lake/shared", _s3_environ(s3_process_server), count
+    )
+    assert sorted(versions) == list(range(1, 2 * count + 1))  # after the seed's version 0
     table = deltalake.DeltaTable(
-        f"s3://{bucket}/lake/shared", storage_options=_delta_options(s3_server)
+        f"s3://{bucket}/lake/shared", storage_options=_delta_options(s3_process_server)
     )
     assert table.version() == 2 * count
-    data = table.to_pyarrow_table()
-    assert data.num_rows == 2 * count + 1
-    for tag in ("a", "b"):
-        rows = [
-            i
-            for w, i in zip(data["writer"].to_pylist(), data["i"].to_pylist(), strict=True)
-            if w == tag
-        ]
-        assert sorted(rows) == list(range(count))
+    assert table.to_pyarrow_table().num_rows == 2 * count + 1
 
 
 # -- polars, both ways ------------------------------------------------------------------------
 
 
-def _polars() -> Any:
-    return pytest.importorskip(
-        "polars", reason="the polars read-back tests need polars: pip install -e '.[test]'"
-    )
-
-
 def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
-    pl = _polars()
+    pl = kit.polars()
     asset = Asset("orders", uri=f"delta+file://{tmp_path}/orders", partition_column="ds")
-    with _dispatcher().connect(asset, "2024-06-01") as handle:
-        handle.insert(_table([1, 2]))
-    with _dispatcher().connect(asset, "2024-06-02") as handle:
-        handle.overwrite(_table([3, 4]))
+    with kit.dispatcher().connect(asset, "2024-06-01") as handle:
+        handle.insert(kit.table([1, 2]))
+    with kit.dispatcher().connect(asset, "2024-06-02") as handle:
+        handle.overwrite(kit.table([3, 4]))
     frame = pl.read_delta(str(tmp_path / "orders"))
     assert sorted(frame["id"].to_list()) == [1, 2, 3, 4]
     assert sorted(set(frame["ds"].to_list())) == ["2024-06-01", "2024-06-02"]
@@ -306,7 +238,7 @@ def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
 
 
 def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
-    pl = _polars()
+    pl = kit.polars()
     path = str(tmp_path / "events")
     pl.DataFrame(
         {"id": [1, 2], "name": ["n1", "n2"], "ds": ["a", "a"]},
@@ -317,9 +249,9 @@ def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
         schema={"id": pl.Int64, "name": pl.String, "ds": pl.String},
     ).write_delta(path, mode="append")
     asset = Asset("events", uri=f"delta+file://{path}", partition_column="ds")
-    with _dispatcher().connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
-    with _dispatcher().connect(asset, "b") as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
-        handle.overwrite(_table([30, 31]))
+    with kit.dispatcher().connect(asset) as handle:
+        assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
+    with kit.dispatcher().connect(asset, "b") as handle:
+        assert kit.ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(kit.table([30, 31]))
     assert sorted(pl.read_delta(path)["id"].to_list()) == [1, 2, 30, 31]

@@ -5,20 +5,17 @@ events, vacuum and concurrent writers."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lakehouse_s3
+import lakehouse_kit as kit
 import pyarrow as pa
 import pytest
-from assetry import Asset, TableVersionError, ValidationError, load_settings, task, use_instance
+from assetry import Asset, TableVersionError, ValidationError, task, use_instance
 from assetry.checks import NotNull
 from assetry.instance import Instance
-from assetry.iomanager import IOManagerDispatcher
 from assetry.testing import IOManagerConformance
 
 pytest.importorskip(
@@ -27,25 +24,7 @@ pytest.importorskip(
 )
 from pyiceberg.catalog.sql import SqlCatalog
 
-s3_process_server = lakehouse_s3.s3_process_server
-
-
-def _dispatcher(**environ: str) -> IOManagerDispatcher:
-    return IOManagerDispatcher(load_settings(backend="memory", environ=environ))
-
-
-def _table(ids: list[int], ds: str | None = None) -> pa.Table:
-    data: dict[str, Any] = {
-        "id": pa.array(ids, pa.int64()),
-        "name": pa.array([f"n{i}" for i in ids], pa.string()),
-    }
-    if ds is not None:
-        data["ds"] = pa.array([ds] * len(ids), pa.string())
-    return pa.table(data)
-
-
-def _ids(table: pa.Table) -> list[int]:
-    return sorted(table.column("id").to_pylist())
+s3_process_server = kit.s3_process_server
 
 
 def _local_catalog(warehouse: Path) -> SqlCatalog:
@@ -87,7 +66,7 @@ class TestIcebergOnS3WithPostgresCatalog(IOManagerConformance):
 
     @pytest.fixture
     def io_manager(self, s3_catalog_environ):
-        dispatcher = _dispatcher(**s3_catalog_environ)
+        dispatcher = kit.dispatcher(**s3_catalog_environ)
         yield dispatcher
         dispatcher.close()
 
@@ -106,42 +85,42 @@ class TestIcebergOnS3WithPostgresCatalog(IOManagerConformance):
 
 def test_tables_written_by_assetry_are_read_by_pyiceberg_and_pyarrow(tmp_path: Path) -> None:
     asset = Asset("orders", uri=f"iceberg+file://{tmp_path}/wh/sales/orders", partition_column="ds")
-    dispatcher = _dispatcher()
+    dispatcher = kit.dispatcher()
     with dispatcher.connect(asset, "2024-06-01") as handle:
-        handle.insert(_table([1, 2]))
+        handle.insert(kit.table([1, 2]))
     with dispatcher.connect(asset, "2024-06-02") as handle:
-        handle.insert(_table([3]))
+        handle.insert(kit.table([3]))
     table = _local_catalog(tmp_path / "wh").load_table("sales.orders")
     assert [f.name for f in table.spec().fields] == ["ds"]
-    assert _ids(table.scan().to_arrow()) == [1, 2, 3]
+    assert kit.ids(table.scan().to_arrow()) == [1, 2, 3]
     assert table.location() == f"file://{tmp_path}/wh/sales/orders"
     import pyarrow.dataset as pads
 
     files = [t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()]
-    assert _ids(pads.dataset(files, format="parquet").to_table()) == [1, 2, 3]
+    assert kit.ids(pads.dataset(files, format="parquet").to_table()) == [1, 2, 3]
 
 
 def test_tables_written_by_pyiceberg_are_read_by_assetry(tmp_path: Path) -> None:
     catalog = _local_catalog(tmp_path / "wh")
     catalog.create_namespace("ns")
     table = catalog.create_table(
-        "ns.events", schema=_table([], "a").schema, location=f"file://{tmp_path}/wh/ns/events"
+        "ns.events", schema=kit.table([], "a").schema, location=f"file://{tmp_path}/wh/ns/events"
     )
-    table.append(_table([1, 2], "a"))
-    table.append(_table([3], "b"))
+    table.append(kit.table([1, 2], "a"))
+    table.append(kit.table([3], "b"))
     asset = Asset("events", uri=f"iceberg+file://{tmp_path}/wh/ns/events", partition_column="ds")
-    with _dispatcher().connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
-    with _dispatcher().connect(asset, "b") as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
-        handle.overwrite(_table([30, 31]))
-    assert _ids(catalog.load_table("ns.events").scan().to_arrow()) == [1, 2, 30, 31]
+    with kit.dispatcher().connect(asset) as handle:
+        assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
+    with kit.dispatcher().connect(asset, "b") as handle:
+        assert kit.ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(kit.table([30, 31]))
+    assert kit.ids(catalog.load_table("ns.events").scan().to_arrow()) == [1, 2, 30, 31]
 
 
 def test_the_first_write_creates_and_appends_in_one_commit(tmp_path: Path) -> None:
     asset = Asset(uri=f"iceberg+file://{tmp_path}/wh/ns/t")
-    with _dispatcher().connect(asset) as handle:
-        result = handle.insert(_table([1, 2]))
+    with kit.dispatcher().connect(asset) as handle:
+        result = handle.insert(kit.table([1, 2]))
     table = _local_catalog(tmp_path / "wh").load_table("ns.t")
     assert [s.snapshot_id for s in table.snapshots()] == [result.table_version]
     assert table.metadata.metadata_log == []  # one metadata file: the create was the commit
@@ -149,8 +128,8 @@ def test_the_first_write_creates_and_appends_in_one_commit(tmp_path: Path) -> No
 
 def test_a_failed_check_commits_no_snapshot(tmp_path: Path) -> None:
     asset = Asset(uri=f"iceberg+file://{tmp_path}/wh/ns/t", checks=[NotNull("name")])
-    with _dispatcher().connect(asset) as handle:
-        handle.insert(_table([1]))
+    with kit.dispatcher().connect(asset) as handle:
+        handle.insert(kit.table([1]))
         bad = pa.table({"id": pa.array([2], pa.int64()), "name": pa.array([None], pa.string())})
         with pytest.raises(ValidationError):
             handle.overwrite(bad)
@@ -161,14 +140,14 @@ def test_a_uri_without_namespace_is_rejected(tmp_path: Path) -> None:
     from assetry import AssetValueError
 
     with pytest.raises(AssetValueError, match="NAMESPACE/TABLE"):
-        _dispatcher().open(Asset(uri="iceberg+file:///t"))
+        kit.dispatcher().open(Asset(uri="iceberg+file:///t"))
 
 
 def test_iceberg_on_s3_without_a_catalog_connection_says_what_to_set(tmp_path: Path) -> None:
     from assetry import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="ASSETRY_CONN_ICEBERG_DEFAULT"):
-        _dispatcher().open(Asset(uri="iceberg+s3://bucket/wh/ns/t"))
+        kit.dispatcher().open(Asset(uri="iceberg+s3://bucket/wh/ns/t"))
 
 
 # -- snapshots pinned to events --------------------------------------------------------------
@@ -182,7 +161,7 @@ def test_events_carry_the_snapshot_and_as_of_reads_it(tmp_path: Path) -> None:
         @task(outlets=[asset])
         def load(rows: list[int], io_manager: Any) -> None:
             with io_manager.connect(asset) as handle:
-                handle.insert(_table(rows))
+                handle.insert(kit.table(rows))
 
         load([1, 2])
         load([3])
@@ -192,13 +171,13 @@ def test_events_carry_the_snapshot_and_as_of_reads_it(tmp_path: Path) -> None:
         assert first.extra["assetry"]["table_version"] == snapshots[0]
         assert second.extra["assetry"]["table_version"] == snapshots[1]
         with inst.io_manager.connect(asset) as handle:
-            handle.overwrite(_table([7]))
+            handle.overwrite(kit.table([7]))
         with inst.io_manager.connect(asset, as_of=first) as handle:
-            assert _ids(handle.to_pyarrow()) == [1, 2]
+            assert kit.ids(handle.to_pyarrow()) == [1, 2]
             with pytest.raises(TableVersionError, match="read-only"):
-                handle.overwrite(_table([4]))
+                handle.overwrite(kit.table([4]))
         with inst.io_manager.connect(asset, as_of=second) as handle:
-            assert _ids(handle.to_pyarrow()) == [1, 2, 3]
+            assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
         with (
             inst.io_manager.connect(asset, as_of=12345) as handle,
             pytest.raises(TableVersionError, match="no snapshot 12345"),
@@ -208,11 +187,11 @@ def test_events_carry_the_snapshot_and_as_of_reads_it(tmp_path: Path) -> None:
 
 def test_vacuum_expires_snapshots_older_than_those_kept(tmp_path: Path) -> None:
     asset = Asset(uri=f"iceberg+file://{tmp_path}/wh/ns/t")
-    dispatcher = _dispatcher()
+    dispatcher = kit.dispatcher()
     versions = []
     with dispatcher.connect(asset) as handle:
         for ids in ([1], [2], [3]):
-            versions.append(handle.overwrite(_table(ids)).table_version)
+            versions.append(handle.overwrite(kit.table(ids)).table_version)
     manager = dispatcher.manager_of(asset)
     # an overwrite commits a delete and an append snapshot: all before versions[1] go
     snapshots = _local_catalog(tmp_path / "wh").load_table("ns.t").snapshots()
@@ -225,73 +204,27 @@ def test_vacuum_expires_snapshots_older_than_those_kept(tmp_path: Path) -> None:
     assert versions[0] in older and versions[1] not in older
     assert manager.vacuum(asset, {versions[1]}, dry_run=True) == older
     with dispatcher.connect(asset, as_of=versions[0]) as handle:
-        assert _ids(handle.to_pyarrow()) == [1]
+        assert kit.ids(handle.to_pyarrow()) == [1]
     assert manager.vacuum(asset, {versions[1]}) == older
     with dispatcher.connect(asset, as_of=versions[1]) as handle:
-        assert _ids(handle.to_pyarrow()) == [2]
+        assert kit.ids(handle.to_pyarrow()) == [2]
     with pytest.raises(TableVersionError), dispatcher.connect(asset, as_of=versions[0]) as h:
         h.to_pyarrow()
     with dispatcher.connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
+        assert kit.ids(handle.to_pyarrow()) == [3]
 
 
 # -- concurrent writers ----------------------------------------------------------------------
 
-_WRITER = """
-import json, sys
-import pyarrow as pa
-from assetry import Asset, load_settings
-from assetry.iomanager import IOManagerDispatcher
-
-uri, environ, tag, count = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-dispatcher = IOManagerDispatcher(load_settings(backend="memory", environ=environ))
-versions = []
-for i in range(count):
-    with dispatcher.connect(Asset(uri=uri)) as handle:
-        result = handle.insert(pa.table({"writer": [tag], "i": pa.array([i], pa.int64())}))
-        versions.append(result.table_version)
-print(json.dumps(versions))
-"""
-
-
-def _race(uri: str, environ: dict[str, str], count: int) -> None:
-    """Two processes append ``count`` rows each; no commit is lost, each has its snapshot."""
-    with _dispatcher(**environ).connect(Asset(uri=uri)) as handle:
-        handle.insert(pa.table({"writer": ["seed"], "i": pa.array([0], pa.int64())}))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, uri, json.dumps(environ), tag, str(count)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for tag in ("a", "b")
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (_out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err[-2000:]
-    versions = [v for out, _ in outputs for v in json.loads(out)]
-    assert len(set(versions)) == 2 * count
-    with _dispatcher(**environ).connect(Asset(uri=uri)) as handle:
-        data = handle.to_pyarrow()
-    assert data.num_rows == 2 * count + 1
-    for tag in ("a", "b"):
-        rows = [
-            i
-            for w, i in zip(data["writer"].to_pylist(), data["i"].to_pylist(), strict=True)
-            if w == tag
-        ]
-        assert sorted(rows) == list(range(count))
-
 
 def test_two_processes_appending_to_a_local_warehouse_lose_no_commit(tmp_path: Path) -> None:
-    _race(f"iceberg+file://{tmp_path}/wh/ns/shared", {}, 6)
+    kit.race_two_appenders(f"iceberg+file://{tmp_path}/wh/ns/shared", {}, 6)
 
 
 @pytest.mark.services
 def test_two_processes_appending_on_s3_lose_no_commit(s3_process_server, s3_catalog_environ):
     bucket = s3_process_server.make_bucket()
-    _race(f"iceberg+s3://{bucket}/wh/ns/shared", s3_catalog_environ, 6)
+    kit.race_two_appenders(f"iceberg+s3://{bucket}/wh/ns/shared", s3_catalog_environ, 6)
 
 
 def test_an_unreachable_catalog_is_backend_unavailable_without_the_password() -> None:
@@ -304,7 +237,7 @@ def test_an_unreachable_catalog_is_backend_unavailable_without_the_password() ->
         )
     }
     with pytest.raises(BackendUnavailableError) as info:
-        _dispatcher(**environ).open(Asset(uri="iceberg+s3://bucket/wh/ns/t"))
+        kit.dispatcher(**environ).open(Asset(uri="iceberg+s3://bucket/wh/ns/t"))
     text = f"{info.value} {info.value!r}"
     assert "iceberg_default" in text and "127.0.0.1" in text
     assert secret not in text and "S3cret" not in text
@@ -313,20 +246,14 @@ def test_an_unreachable_catalog_is_backend_unavailable_without_the_password() ->
 # -- polars, both ways ------------------------------------------------------------------------
 
 
-def _polars() -> Any:
-    return pytest.importorskip(
-        "polars", reason="the polars read-back tests need polars: pip install -e '.[test]'"
-    )
-
-
 def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
-    pl = _polars()
+    pl = kit.polars()
     asset = Asset("orders", uri=f"iceberg+file://{tmp_path}/wh/sales/orders", partition_column="ds")
-    dispatcher = _dispatcher()
+    dispatcher = kit.dispatcher()
     with dispatcher.connect(asset, "2024-06-01") as handle:
-        handle.insert(_table([1, 2]))
+        handle.insert(kit.table([1, 2]))
     with dispatcher.connect(asset, "2024-06-02") as handle:
-        handle.overwrite(_table([3, 4]))
+        handle.overwrite(kit.table([3, 4]))
     table = _local_catalog(tmp_path / "wh").load_table("sales.orders")
     frame = pl.scan_iceberg(table).collect()
     assert sorted(frame["id"].to_list()) == [1, 2, 3, 4]
@@ -338,11 +265,11 @@ def test_tables_written_by_assetry_are_read_by_polars(tmp_path: Path) -> None:
 
 
 def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
-    pl = _polars()
+    pl = kit.polars()
     catalog = _local_catalog(tmp_path / "wh")
     catalog.create_namespace("ns")
     table = catalog.create_table(
-        "ns.events", schema=_table([], "a").schema, location=f"file://{tmp_path}/wh/ns/events"
+        "ns.events", schema=kit.table([], "a").schema, location=f"file://{tmp_path}/wh/ns/events"
     )
     schema = {"id": pl.Int64, "name": pl.String, "ds": pl.String}
     pl.DataFrame(
@@ -352,10 +279,10 @@ def test_tables_written_by_polars_are_read_by_assetry(tmp_path: Path) -> None:
         catalog.load_table("ns.events"), mode="append"
     )
     asset = Asset("events", uri=f"iceberg+file://{tmp_path}/wh/ns/events", partition_column="ds")
-    with _dispatcher().connect(asset) as handle:
-        assert _ids(handle.to_pyarrow()) == [1, 2, 3]
-    with _dispatcher().connect(asset, "b") as handle:
-        assert _ids(handle.to_pyarrow()) == [3]
-        handle.overwrite(_table([30, 31]))
+    with kit.dispatcher().connect(asset) as handle:
+        assert kit.ids(handle.to_pyarrow()) == [1, 2, 3]
+    with kit.dispatcher().connect(asset, "b") as handle:
+        assert kit.ids(handle.to_pyarrow()) == [3]
+        handle.overwrite(kit.table([30, 31]))
     reloaded = catalog.load_table("ns.events")
     assert sorted(pl.scan_iceberg(reloaded).collect()["id"].to_list()) == [1, 2, 30, 31]

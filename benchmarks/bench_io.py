@@ -78,7 +78,7 @@ SIZES: dict[str, dict[str, tuple[int, ...]]] = {
         "parquet": (1_000_000,),
         "s3": (200_000,),
         "duckdb": (200_000,),
-        "postgres": (2_000, 50_000),
+        "postgres": (10_000, 100_000),
         "delta": (200_000,),
         "iceberg": (200_000,),
     },

@@ -10,16 +10,16 @@ form that does not cast (intervals, ``timetz``), or a missing driver, takes ibis
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import ibis
     import pyarrow as pa
 
     from .tables import TableHandle
 
-__all__ = ["close_reader", "postgres_schema", "read_postgres"]
+__all__ = ["arrow_schema", "close_reader", "postgres_columns", "read_postgres"]
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,9 @@ WHERE a.attnum > 0
 ORDER BY a.attnum ASC"""
 
 
-def postgres_schema(handle: TableHandle) -> ibis.Schema | None:
-    """The table's ibis schema as ibis's ``get_schema`` gives it (the same query and type
-    mapping, in one round trip), or None when the table does not exist."""
-    import ibis
-
+def postgres_columns(handle: TableHandle) -> dict[str, Any] | None:
+    """The table's columns and their ibis types as ibis's ``get_schema`` gives them (the
+    same query and type mapping, in one round trip), or None when the table does not exist."""
     raw = handle.con.con
     params = {"name": handle.location.table, "schema": handle.location.schema}
     with contextlib.ExitStack() as stack:
@@ -108,8 +106,22 @@ def postgres_schema(handle: TableHandle) -> ibis.Schema | None:
     if not rows:
         return None
     mapper = handle.con.compiler.type_mapper
-    return ibis.schema(
-        {name: mapper.from_string(text, nullable=nullable) for name, text, nullable in rows}
+    return {name: _ibis_type(mapper, text, nullable) for name, text, nullable in rows}
+
+
+@functools.lru_cache(maxsize=1024)
+def _ibis_type(mapper: Any, text: str, nullable: bool) -> Any:
+    return mapper.from_string(text, nullable=nullable)
+
+
+def arrow_schema(columns: dict[str, Any]) -> pa.Schema:
+    """The Arrow schema ibis gives ``columns`` (``Schema.to_pyarrow``)."""
+    import pyarrow as pa
+    from ibis.formats.pyarrow import PyArrowType
+
+    return pa.schema(
+        pa.field(name, PyArrowType.from_ibis(dtype), nullable=dtype.nullable)
+        for name, dtype in columns.items()
     )
 
 
@@ -122,11 +134,15 @@ def read_postgres(handle: TableHandle) -> pa.Table | None:
     reader = _adbc_connection(handle)
     if reader is None:
         return None
-    schema = postgres_schema(handle)
-    if schema is None:
+    columns = postgres_columns(handle)
+    if columns is None:
         return None
-    table = ibis.table(schema, name=handle.location.table, database=handle.location.schema)
-    sql = handle.con.compile(handle._scoped(table))
+    if handle.partition is None:
+        sql = f"SELECT * FROM {handle.qualified_name}"
+    else:
+        loc = handle.location
+        table = ibis.table(ibis.schema(columns), name=loc.table, database=loc.schema)
+        sql = handle.con.compile(handle._scoped(table))
     try:
         with reader.cursor() as cur:
             cur.execute(sql)
@@ -139,7 +155,7 @@ def read_postgres(handle: TableHandle) -> pa.Table | None:
         # a lost or broken connection: open a new one next time, ibis answers this time
         close_reader(handle._backend)
         return None
-    return conform(fetched, schema.to_pyarrow())
+    return conform(fetched, arrow_schema(columns))
 
 
 def conform(fetched: pa.Table, schema: pa.Schema) -> pa.Table | None:

@@ -46,7 +46,7 @@ from assetry.uri import uri_scheme
 from assetry.urls import redact, render_url, scrub_text, secrets_of
 from assetry.values import validate_partition_key
 
-from .table_reads import close_reader, postgres_schema, read_postgres
+from .table_reads import arrow_schema, close_reader, postgres_columns, read_postgres
 from .table_schema import conform_columns, data_error, is_data_error
 from .table_writes import ENGINE_WRITERS, write_generic
 
@@ -516,8 +516,8 @@ class TableHandle(AssetHandle):
         if self._not_in_catalog():
             return None
         if self.location.backend == "postgres":
-            found = postgres_schema(self)
-            return None if found is None else found.to_pyarrow()
+            columns = postgres_columns(self)
+            return None if columns is None else arrow_schema(columns)
         try:
             schema = self.con.get_schema(self.location.table, database=self.location.schema)
         except TableNotFound:

@@ -200,3 +200,21 @@ def test_objectstore_upgrade_stops_on_a_clash_and_changes_nothing(tmp_path: Path
         p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "_locks" not in p.parts
     }
     assert after == before
+
+
+def test_db_upgrade_reports_the_layouts_and_a_clash(tmp_path: Path) -> None:
+    from assetry.cli import main
+    from click.testing import CliRunner
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    _write_layout_1(good, [(name, old) for name, old, _new in OLD_FORMS])
+    _write_layout_1(bad, [("a", "mariadb://db/x"), ("b", "mysql://db:3306/x")])
+    runner = CliRunner()
+    upgraded = runner.invoke(main, ["--json", "--url", f"file://{good}", "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert json.loads(upgraded.stdout)["from"] == "1"
+    assert json.loads(upgraded.stdout)["to"] == str(LAYOUT_VERSION)
+    refused = runner.invoke(main, ["--url", f"file://{bad}", "db", "upgrade"])
+    assert refused.exit_code == 1
+    assert "asset 'a' ('mariadb://db/x') and asset 'b'" in refused.output
+    assert "Nothing was changed" in refused.output

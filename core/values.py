@@ -7,8 +7,9 @@ Every backend stores what these functions return and nothing else, so the rules
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import StoreValueError
@@ -121,7 +122,28 @@ def canonical_json(value: Any, *, sort_keys: bool = False) -> str:
     return (_SORTED_ENCODER if sort_keys else _ENCODER).encode(value)
 
 
-_SCALARS = (str, int, float, bool)
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON-compatible")
+
+
+def _plain_iterencode() -> Callable[[Any, int], Any]:
+    """``_ENCODER``'s C encoder, made once: ``JSONEncoder.encode`` makes a new one on every
+    call (half of its time on a small value). Without its check for circular references,
+    so only for values :func:`_plain` accepted (their nesting is bounded)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    basestring = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # no C accelerator: the plain encoder
+        return lambda value, _level: (_ENCODER.encode(value),)
+    encoder: Callable[[Any, int], Any] = make(
+        None, _not_json, basestring, None, ":", ",", False, False, False
+    )
+    return encoder
+
+
+_ITERENCODE = _plain_iterencode()
 
 
 def _plain(value: Any, depth: int) -> bool:
@@ -136,35 +158,32 @@ def _plain(value: Any, depth: int) -> bool:
         for key, item in value.items():
             if type(key) is not str:
                 return False
-            if item is None or type(item) in _SCALARS:
-                continue
-            if not _plain(item, depth + 1):
+            if type(item) not in _LEAVES and not _plain(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:
         for item in value:
-            if item is None or type(item) in _SCALARS:
-                continue
-            if not _plain(item, depth + 1):
+            if type(item) not in _LEAVES and not _plain(item, depth + 1):
                 return False
         return True
-    return kind in _SCALARS
+    return kind in _LEAVES
 
 
-def _fast_encode(value: Any) -> tuple[str, bytes] | None:
-    """The canonical text and its UTF-8 bytes of a value that passes every rule of
+def _fast_encode(value: Any) -> tuple[str, int] | None:
+    """The canonical text and its size in UTF-8 bytes of a value that passes every rule of
     :func:`_check_json`, found without walking it in Python where possible; ``None`` when
     the value needs the full check (which then names the offending part)."""
     if value is None or not _plain(value, 0):
         return None
     try:
-        text = _ENCODER.encode(value)
-        data = text.encode("utf-8")  # a lone surrogate cannot be encoded
+        text = "".join(_ITERENCODE(value, 0))
+        # ASCII text is its own UTF-8; other text must encode (a lone surrogate cannot)
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except (ValueError, UnicodeEncodeError):
         return None
     if "\\u0000" in text:  # a NUL character somewhere (or text that looks like one)
         return None
-    return text, data
+    return text, size
 
 
 def encode_value(value: Any, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
@@ -175,7 +194,7 @@ def encode_value(value: Any, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str
         text = canonical_json(value)
         size = len(text.encode("utf-8"))
     else:
-        text, size = fast[0], len(fast[1])
+        text, size = fast
     if size > max_bytes:
         raise StoreValueError(
             f"value is {size} bytes of JSON, over the limit of {max_bytes} bytes; "

@@ -14,6 +14,7 @@ from assetry.values import (
     DEFAULT_MAX_VALUE_BYTES,
     MAX_KEY_LENGTH,
     MAX_NESTING,
+    canonical_json,
     decode_value,
     encode_extra,
     encode_value,
@@ -239,3 +240,9 @@ def test_any_json_value_round_trips(value: object) -> None:
     assert decode_value(text) == value
     assert json.loads(text) == value
     assert encode_value(decode_value(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON.filter(lambda v: v is not None))
+def test_encoded_text_is_the_canonical_json_text(value: object) -> None:
+    assert encode_value(value) == canonical_json(value)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
-import dataclasses
+import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,20 @@ from assetry.models import AssetEvent
 __all__ = ["MemoryBackend"]
 
 _ASSET_LEVEL = ""  # the partition slot of asset-level entries
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+#: A stored entry: its JSON text, version and update time in microseconds since the epoch
+#: (a ``StoreEntry`` and its datetime are built when it is read, not on every write).
+_Entry = tuple[str, int, int]
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _entry(key: str, partition: str | None, stored: _Entry) -> StoreEntry:
+    updated_at = _EPOCH + dt.timedelta(microseconds=stored[2])
+    return StoreEntry(key, stored[0], stored[1], partition or None, updated_at)
 
 
 class MemoryBackend(StateBackend):
@@ -142,9 +157,9 @@ class MemoryBackend(StateBackend):
                 raise not_found_error(asset)
             for entry in entries:
                 ns = st.store.setdefault(asset, {}).setdefault(entry.partition or _ASSET_LEVEL, {})
-                ns[entry.key] = dataclasses.replace(
-                    entry, partition=entry.partition, updated_at=entry.updated_at or utcnow()
-                )
+                updated = entry.updated_at
+                at = (updated - _EPOCH) // dt.timedelta(microseconds=1) if updated else _now_us()
+                ns[entry.key] = (entry.value_json, entry.version, at)
             return len(entries)
 
     def get_asset(self, name: str) -> AssetRecord | None:
@@ -172,7 +187,13 @@ class MemoryBackend(StateBackend):
 
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
         ns = self._state.store.get(asset, {}).get(partition or _ASSET_LEVEL)
-        return ns.get(key) if ns else None
+        stored = ns.get(key) if ns else None
+        return None if stored is None else _entry(key, partition, stored)
+
+    def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:
+        ns = self._state.store.get(asset, {}).get(partition or _ASSET_LEVEL)
+        stored = ns.get(key) if ns else None
+        return None if stored is None else stored[0]
 
     def store_set(
         self,
@@ -185,15 +206,17 @@ class MemoryBackend(StateBackend):
     ) -> int:
         st = self._state
         with st.lock:
-            self._writable(asset)
+            record = st.assets.get(asset)
+            if record is None or not record.active:
+                self._writable(asset)  # raises
             ns = st.store.setdefault(asset, {}).setdefault(partition or _ASSET_LEVEL, {})
             current = ns.get(key)
             if expected_version is not ANY_VERSION:
-                actual = current.version if current else None
+                actual = current[1] if current else None
                 if actual != expected_version:
                     raise version_conflict(asset, key, expected_version, actual)
-            version = current.version + 1 if current else 1
-            ns[key] = StoreEntry(key, value_json, version, partition, utcnow())
+            version = current[1] + 1 if current else 1
+            ns[key] = (value_json, version, time.time_ns() // 1000)
             return version
 
     def store_delete(
@@ -210,7 +233,7 @@ class MemoryBackend(StateBackend):
             ns = st.store.get(asset, {}).get(partition or _ASSET_LEVEL, {})
             current = ns.get(key)
             if expected_version is not ANY_VERSION:
-                actual = current.version if current else None
+                actual = current[1] if current else None
                 if actual != expected_version:
                     raise version_conflict(asset, key, expected_version, actual)
             return ns.pop(key, None) is not None
@@ -232,7 +255,7 @@ class MemoryBackend(StateBackend):
     def store_entries(self, asset: str, partition: str | None = None) -> list[StoreEntry]:
         with self._state.lock:
             ns = self._state.store.get(asset, {}).get(partition or _ASSET_LEVEL, {})
-            return [ns[k] for k in sorted(ns)]
+            return [_entry(k, partition, ns[k]) for k in sorted(ns)]
 
     def store_partitions(self, asset: str) -> list[str]:
         with self._state.lock:
@@ -368,7 +391,7 @@ class MemoryBackend(StateBackend):
                 if w.expected_version is not ANY_VERSION:
                     ns = st.store.get(w.asset, {}).get(w.partition or _ASSET_LEVEL, {})
                     current = ns.get(w.key)
-                    actual = current.version if current else None
+                    actual = current[1] if current else None
                     if actual != w.expected_version:
                         raise version_conflict(w.asset, w.key, w.expected_version, actual)
             for w in writes:
@@ -395,7 +418,7 @@ class _State:
         self.lock = threading.RLock()
         self.assets: dict[str, AssetRecord] = {}
         self.by_uri: dict[str, str] = {}
-        self.store: dict[str, dict[str, dict[str, StoreEntry]]] = {}
+        self.store: dict[str, dict[str, dict[str, _Entry]]] = {}
         self.events: dict[str, list[AssetEvent]] = {}
         self.last_ids: dict[str, int] = {}
         self.alias_targets: dict[str, set[str]] = {}

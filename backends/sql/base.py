@@ -22,7 +22,7 @@ from assetry.errors import SchemaVersionError, StateNotFoundError
 
 from . import migrate, schema
 from .engine import Database, Held
-from .schema import ASSET_LEVEL, VERSION_TABLE, digest
+from .schema import ASSET_LEVEL_HASH, VERSION_TABLE, digest
 from .statements import Sql, Statements, statements_for
 
 __all__ = [
@@ -54,7 +54,6 @@ CURSORS = schema.cursors
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
-ASSET_LEVEL_HASH = digest(ASSET_LEVEL)
 _CHUNK = 500  # names or ids per IN (...) list
 
 

@@ -18,6 +18,7 @@ that says the outcome is unknown; a server that stays unreachable is one that na
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
@@ -36,7 +37,7 @@ from assetry.retry import Backoff
 from assetry.urls import parse_database_url, render_url, scrub_text, secrets_of
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["Database", "Held", "resolve_url"]
+__all__ = ["NEW_VERSION_FUNCTION", "Database", "Held", "resolve_url"]
 
 T = TypeVar("T")
 
@@ -96,14 +97,29 @@ def _with_connection_credentials(url: sa.URL, backend: str, conn_id: str | None)
     return connection.to_sqlalchemy_url(url) if connection is not None else url
 
 
+#: The SQLite function that hands an upsert's new row version back to Python (as MySQL's
+#: ``LAST_INSERT_ID(expr)`` does), so the upsert needs no ``RETURNING``, which costs SQLite
+#: more than the rest of the statement.
+NEW_VERSION_FUNCTION = "assetry_new_version"
+
+
 @dataclass(slots=True)
 class Held:
-    """A connection kept by one thread: the SQLAlchemy connection, its DBAPI connection and
-    a poller on its socket (servers only)."""
+    """A connection kept by one thread: the SQLAlchemy connection, its DBAPI connection, a
+    poller on its socket (servers only), a DBAPI cursor kept for single statements
+    (:meth:`Database.first_row`, the store's upserts) and, on SQLite, the last version that
+    :data:`NEW_VERSION_FUNCTION` saw on it."""
 
     conn: sa.Connection
     raw: Any
     poller: Any = None
+    cursor: Any = None
+    new_version: int | None = None
+
+    def capture_version(self, version: int) -> int:
+        """:data:`NEW_VERSION_FUNCTION`: keep ``version`` and return it unchanged."""
+        self.new_version = version
+        return version
 
 
 class _OutcomeUnknown(Exception):
@@ -254,8 +270,10 @@ class Database:
             raise BackendUnavailableError(f"the state backend on {self.masked_url} was closed")
         self._reap()
         conn = self.engine.connect()
-        raw = conn.connection.dbapi_connection
-        held = Held(conn, raw, _poller(raw) if self.family != "sqlite" else None)
+        raw: Any = conn.connection.dbapi_connection
+        held = Held(conn, raw, _poller(raw) if self.family != "sqlite" else None, raw.cursor())
+        if self.family == "sqlite":
+            raw.create_function(NEW_VERSION_FUNCTION, 1, held.capture_version)
         if self.memory:
             self._shared = held
         else:
@@ -319,6 +337,17 @@ class Database:
         if self.memory:
             with self._memory_lock:
                 return self._run(work, repeatable)
+        held = getattr(self._local, "held", None)
+        if held is None or held.poller is not None:
+            return self._run(work, repeatable)
+        # A kept SQLite connection: nothing to look at before it is used.
+        try:
+            return work(held)
+        except Exception as exc:
+            kind = self._classify(exc, held)
+            if kind is None:
+                raise
+            self._recover(exc, kind, held, repeatable)
         return self._run(work, repeatable)
 
     def _run(self, work: Callable[[Held], T], repeatable: bool) -> T:
@@ -343,15 +372,7 @@ class Database:
                     kind = self._classify(exc, held)
                     if kind is None:
                         raise
-                    if kind in ("disconnect", "unknown"):
-                        with contextlib.suppress(Exception):
-                            held.conn.invalidate()
-                        self._drop(held)
-                    if kind == "unknown" or (kind == "disconnect" and not repeatable):
-                        cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc
-                        raise self.unavailable(cause, outcome_unknown=True) from None
-                    if kind == "locked":
-                        raise self.locked(exc) from None
+                    self._recover(exc, kind, held, repeatable)
                     error = exc
                     if kind == "conflict":
                         attempt += 1
@@ -364,6 +385,35 @@ class Database:
             if time.monotonic() - started > self.retry_timeout:
                 raise self.unavailable(error) from None
             _RECONNECT_BACKOFF.sleep(attempt)
+
+    def _recover(self, exc: Exception, kind: str, held: Held, repeatable: bool) -> None:
+        """After ``work`` failed with an error of ``kind``: drop a broken connection, and
+        raise unless running the work again is safe."""
+        if kind in ("disconnect", "unknown"):
+            with contextlib.suppress(Exception):
+                held.conn.invalidate()
+            self._drop(held)
+        if kind == "unknown" or (kind == "disconnect" and not repeatable):
+            cause = exc.cause if isinstance(exc, _OutcomeUnknown) else exc
+            raise self.unavailable(cause, outcome_unknown=True) from None
+        if kind == "locked":
+            raise self.locked(exc) from None
+
+    def first_row(self, text: str, args: Any) -> Any:
+        """The first row (or ``None``) of a read statement, in the DBAPI's text and
+        parameters, run on this thread's kept cursor (retried like any read)."""
+        held = None if self.memory else getattr(self._local, "held", None)
+        if held is not None and held.poller is None:  # as in run(), without its calls
+            try:
+                cursor = held.cursor
+                cursor.execute(text, args)
+                return cursor.fetchone()
+            except Exception as exc:
+                kind = self._classify(exc, held)
+                if kind is None:
+                    raise
+                self._recover(exc, kind, held, True)
+        return self.run(functools.partial(_first_row, text, args))
 
     def transaction(self, work: Callable[[Held, Any], T]) -> T:
         """Run ``work(held, cursor)`` between BEGIN and COMMIT; retried as a whole when the
@@ -448,6 +498,12 @@ class Database:
             f"the state database {self.masked_url} stayed locked by another writer for more "
             f"than busy_timeout={self.busy_timeout:g} s; retry later or raise busy_timeout"
         )
+
+
+def _first_row(text: str, args: Any, held: Held) -> Any:
+    cursor = held.cursor
+    cursor.execute(text, args)
+    return cursor.fetchone()
 
 
 def _poller(raw: Any) -> Any:

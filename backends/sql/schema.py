@@ -34,6 +34,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "ASSET_LEVEL",
+    "ASSET_LEVEL_HASH",
     "VERSION_TABLE",
     "AssetId",
     "Digest",
@@ -65,6 +66,10 @@ _MAX_KEY = 512  # assetry.values.MAX_KEY_LENGTH
 def digest(text: str) -> bytes:
     """The 32-byte SHA-256 of ``text`` (UTF-8): the indexed form of names, URIs and keys."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+#: The digest of the asset-level partition slot.
+ASSET_LEVEL_HASH = digest(ASSET_LEVEL)
 
 
 def _is_mysql(dialect: Dialect) -> bool:

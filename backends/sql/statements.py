@@ -12,7 +12,7 @@ large share of a loopback round trip on the servers. Every other query goes thro
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,21 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from .schema import Digest, KeyText, LongText, NameText, alias_targets, assets, event_aliases
+from .engine import NEW_VERSION_FUNCTION
+from .schema import (
+    ASSET_LEVEL_HASH,
+    Digest,
+    KeyText,
+    LongText,
+    NameText,
+    alias_targets,
+    assets,
+    event_aliases,
+)
 from .schema import events as events_table
 from .schema import store as store_table
 
-__all__ = ["EVENT_ROW", "Sql", "Statements", "statements_for"]
+__all__ = ["EVENT_ROW", "EntryStatements", "Sql", "Statements", "statements_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,20 @@ class Sql:
         if self._pick is not None:
             return self._pick(params)
         return tuple([params[name] for name in self.names])
+
+    def binder(self, *order: str) -> Callable[[tuple[Any, ...]], Any] | None:
+        """What turns values given in ``order`` into the driver's parameters; ``None`` when
+        the values already are (positional, in the compiled order), so a hot path passes
+        its tuple straight to ``cursor.execute``."""
+        if set(order) != set(self.names):
+            raise ValueError(f"{order} do not name the parameters {self.names}")
+        if not self.positional:
+            return lambda values: dict(zip(order, values, strict=True))
+        if order == self.names:
+            return None
+        where = [order.index(name) for name in self.names]
+        pick = operator.itemgetter(*where)
+        return (lambda values: (pick(values),)) if len(where) == 1 else pick
 
     def run(self, cursor: Any, params: Mapping[str, Any]) -> Any:
         """Execute on ``cursor``; return the cursor for fetching or ``rowcount``."""
@@ -118,6 +142,90 @@ def statements_for(dialect: Dialect) -> Statements:
     return found
 
 
+def _digest_literal(value: bytes, family: str) -> Any:
+    """A digest written into the SQL text (``X'..'``; ``'\\x..'::bytea`` on PostgreSQL)."""
+    text = f"'\\x{value.hex()}'::bytea" if family == "postgresql" else f"X'{value.hex()}'"
+    return sa.literal_column(text, Digest())
+
+
+@dataclass(frozen=True, slots=True)
+class EntryStatements:
+    """A store entry's read and upsert by its asset's row id, for one shape of namespace:
+    a partition (its digest and key bound) or the asset level (both written in the text).
+
+    Each comes with what turns its values into the driver's parameters (``None``: the
+    tuple as it is): ``(asset_id, [partition_hash,] key)`` for the reads and ``([partition_hash,]
+    key, [partition_key,] value, now, asset_id)`` for the upsert.
+    """
+
+    value: Sql  # the entry's JSON text
+    get: Sql  # its JSON text, version and updated_at_us
+    set: Sql  # an upsert, only while the asset is active
+    bind_read: Callable[[tuple[Any, ...]], Any] | None
+    bind_set: Callable[[tuple[Any, ...]], Any] | None
+
+    @classmethod
+    def build(cls, dialect: Dialect, captures_version: bool, part_hash: Any) -> EntryStatements:
+        """``part_hash`` is a bound parameter (a partition's namespace) or a literal (the
+        asset level, whose partition key is ``''``)."""
+        a, s = assets, store_table
+        asset_id = _p("asset_id", sa.BigInteger())
+        bound = isinstance(part_hash, sa.BindParameter)
+        part_key = _p("partition_key", KeyText()) if bound else sa.literal_column("''", KeyText())
+        entry = (s.c.asset_id == asset_id, s.c.partition_hash == part_hash)
+        key = _p("key", KeyText())
+        value = sa.select(s.c.value).where(*entry, s.c.key == key)
+        get = sa.select(s.c.value, s.c.version, s.c.updated_at_us).where(*entry, s.c.key == key)
+        now = _p("now", sa.BigInteger())
+        new_row = sa.select(
+            a.c.id, part_hash, key, part_key, _p("value", LongText()), ONE, now
+        ).where(a.c.id == asset_id, a.c.active)
+        upsert = _insert(dialect)(s).from_select(list(_STORE_COLUMNS), new_row)
+        if dialect.name in ("mysql", "mariadb"):
+            # LAST_INSERT_ID(expr) hands the new version back in the OK packet (lastrowid).
+            upsert = upsert.on_duplicate_key_update(
+                value=_p("value", LongText()),
+                version=sa.func.last_insert_id(s.c.version + ONE),
+                updated_at_us=now,
+            )
+        else:
+            # SQLite hands it back through NEW_VERSION_FUNCTION (the connection's
+            # Held.new_version, left unset when the row was inserted), PostgreSQL by RETURNING.
+            version: Any = s.c.version + ONE
+            if captures_version:
+                version = getattr(sa.func, NEW_VERSION_FUNCTION)(version)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[s.c.asset_id, s.c.partition_hash, s.c.key],
+                set_={
+                    "value": upsert.excluded.value,
+                    "version": version,
+                    "updated_at_us": upsert.excluded.updated_at_us,
+                },
+            )
+            if not captures_version:
+                upsert = upsert.returning(s.c.version)
+        value_sql, get_sql, set_sql = (Sql.compile(x, dialect) for x in (value, get, upsert))
+        namespace = ("partition_hash",) if bound else ()
+        read_order = ("asset_id", *namespace, "key")
+        set_order = (*namespace, "key", *("partition_key",) * bound, "value", "now", "asset_id")
+        if get_sql.names != value_sql.names:  # one binder serves both reads
+            raise AssertionError(f"{get_sql.names} != {value_sql.names}")
+        return cls(
+            value_sql, get_sql, set_sql, value_sql.binder(*read_order), set_sql.binder(*set_order)
+        )
+
+
+_STORE_COLUMNS = (
+    "asset_id",
+    "partition_hash",
+    "key",
+    "partition_key",
+    "value",
+    "version",
+    "updated_at_us",
+)
+
+
 class Statements:
     """The compiled hot-path statements of one engine."""
 
@@ -145,21 +253,6 @@ class Statements:
             sa.select(s.c.value, s.c.version, s.c.updated_at_us).where(
                 s.c.asset_id
                 == sa.select(a.c.id).where(a.c.name_hash == name_hash).scalar_subquery(),
-                s.c.partition_hash == part_hash,
-                s.c.key == key,
-            )
-        )
-        # The same by the asset's row id (ids are permanent: assets are never deleted).
-        self.store_get_by_id = compile_(
-            sa.select(s.c.value, s.c.version, s.c.updated_at_us).where(
-                s.c.asset_id == _p("asset_id", sa.BigInteger()),
-                s.c.partition_hash == part_hash,
-                s.c.key == key,
-            )
-        )
-        self.store_value_by_id = compile_(
-            sa.select(s.c.value).where(
-                s.c.asset_id == _p("asset_id", sa.BigInteger()),
                 s.c.partition_hash == part_hash,
                 s.c.key == key,
             )
@@ -200,6 +293,15 @@ class Statements:
                 create.on_conflict_do_nothing(index_elements=pk).returning(s.c.version)
             )
         self.store_upsert = compile_(upsert)
+        #: Whether an upsert by id reports its version through NEW_VERSION_FUNCTION.
+        self.captures_version = self.family == "sqlite"
+        #: The hot reads and writes by the asset's row id (ids are permanent: assets are
+        #: never deleted): of a partition, and of the asset level with its namespace's
+        #: digest written into the text (binding a digest costs SQLite more than the lookup).
+        self.partitioned = EntryStatements.build(dialect, self.captures_version, part_hash)
+        self.asset_level = EntryStatements.build(
+            dialect, self.captures_version, _digest_literal(ASSET_LEVEL_HASH, self.family)
+        )
         self.store_update_if = compile_(
             sa.update(s)
             .where(*entry, s.c.version == _p("expected", sa.BigInteger()))

@@ -35,8 +35,9 @@ from .base import (
     slot,
     to_us,
 )
+from .engine import Held
 from .schema import ASSET_LEVEL, digest
-from .statements import Statements
+from .statements import EntryStatements, Statements
 
 __all__ = ["SQLStore"]
 
@@ -64,13 +65,25 @@ class SQLStore(SQLBase):
             asset_id = self._asset_ids[asset] = int(found[0])
         return asset_id
 
-    def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
-        sql = self._sql or self._ready()
-        asset_id = self._cached_asset_id(sql, asset)
+    def _entry_read(
+        self, sql: Statements, asset: str, key: str, partition: str | None
+    ) -> tuple[EntryStatements, Any] | None:
+        """The asset-level or partition read statements and their parameters, or ``None``
+        when the asset is not registered."""
+        asset_id = self._asset_ids.get(asset) or self._cached_asset_id(sql, asset)
         if asset_id is None:
             return None
-        params = {"asset_id": asset_id, "partition_hash": slot(partition), "key": key}
-        row = self._db.run(lambda held: fetchone(sql.store_get_by_id, params, held))
+        values: tuple[Any, ...]
+        if partition:
+            entries, values = sql.partitioned, (asset_id, digest(partition), key)
+        else:
+            entries, values = sql.asset_level, (asset_id, key)
+        bind = entries.bind_read
+        return entries, values if bind is None else bind(values)
+
+    def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
+        read = self._entry_read(self._sql or self._ready(), asset, key, partition)
+        row = None if read is None else self._db.first_row(read[0].get.text, read[1])
         if row is None:
             return None
         return StoreEntry(key, row[0], row[1], partition, from_us(row[2]))
@@ -78,11 +91,15 @@ class SQLStore(SQLBase):
     def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:
         """The entry's JSON text alone (no version, no datetime built)."""
         sql = self._sql or self._ready()
-        asset_id = self._cached_asset_id(sql, asset)
-        if asset_id is None:
-            return None
-        params = {"asset_id": asset_id, "partition_hash": slot(partition), "key": key}
-        row = self._db.run(lambda held: fetchone(sql.store_value_by_id, params, held))
+        asset_id = self._asset_ids.get(asset)
+        if asset_id is None or partition:  # the asset-level read of a known asset, inline
+            read = self._entry_read(sql, asset, key, partition)
+            row = None if read is None else self._db.first_row(read[0].value.text, read[1])
+        else:
+            entries = sql.asset_level
+            values = (asset_id, key)
+            bind = entries.bind_read
+            row = self._db.first_row(entries.value.text, values if bind is None else bind(values))
         return None if row is None else row[0]
 
     def _entry_params(
@@ -101,6 +118,28 @@ class SQLStore(SQLBase):
         """Write an entry unconditionally; its new version, or ``None`` when the asset is
         not active (nothing was written)."""
         sql.store_upsert.run(cursor, params)
+        if sql.returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        affected = cursor.rowcount
+        if affected == 1:  # inserted
+            return 1
+        if affected == 2:  # updated; LAST_INSERT_ID(version + 1) is the new version
+            return int(cursor.lastrowid)
+        return None
+
+    @staticmethod
+    def _set_by_id(sql: Statements, entries: EntryStatements, args: Any, held: Held) -> int | None:
+        """Write an entry by its asset's row id; its new version, or ``None`` when the
+        asset is not active (nothing was written)."""
+        cursor = held.cursor
+        if sql.captures_version:  # SQLite: an update reports through NEW_VERSION_FUNCTION
+            held.new_version = None
+            cursor.execute(entries.set.text, args)
+            if cursor.rowcount != 1:
+                return None
+            return held.new_version or 1  # unset: the row was inserted
+        cursor.execute(entries.set.text, args)
         if sql.returning:
             row = cursor.fetchone()
             return None if row is None else int(row[0])
@@ -158,14 +197,25 @@ class SQLStore(SQLBase):
         expected_version: Any = ANY_VERSION,
     ) -> int:
         sql = self._sql or self._ready()
-        params = self._entry_params(asset, key, value_json, partition)
         if expected_version is ANY_VERSION:
-            version = self._db.run(
-                on_cursor(lambda c: self._upsert(sql, c, params)), repeatable=False
+            asset_id = self._asset_ids.get(asset) or self._cached_asset_id(sql, asset)
+            if asset_id is None:
+                raise not_found_error(asset)
+            values: tuple[Any, ...]
+            if partition:
+                entries = sql.partitioned
+                values = (digest(partition), key, partition, value_json, now_us(), asset_id)
+            else:
+                entries, values = sql.asset_level, (key, value_json, now_us(), asset_id)
+            bind = entries.bind_set
+            write = functools.partial(
+                self._set_by_id, sql, entries, values if bind is None else bind(values)
             )
+            version = self._db.run(write, repeatable=False)
             if version is None:
                 raise self._unwritable(asset)
             return version
+        params = self._entry_params(asset, key, value_json, partition)
         if expected_version is None:
             if self._db.run(on_cursor(lambda c: self._create(sql, c, params)), repeatable=False):
                 return 1

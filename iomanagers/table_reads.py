@@ -169,9 +169,30 @@ def conform(fetched: pa.Table, schema: pa.Schema) -> pa.Table | None:
     columns = []
     for column, field in zip(fetched.columns, schema, strict=True):
         if not column.type.equals(field.type):
+            if not _castable(column.type, field.type):
+                return None
             try:
                 column = pc.cast(column, field.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 return None
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+#: ADBC's opaque PostgreSQL types (text or bytes it does not interpret) whose content is
+#: the value ibis gives: numeric as decimal text, xml as text.
+OPAQUE_CASTS = {"numeric": "decimal", "xml": "string"}
+
+
+def _castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether casting ADBC's ``source`` to ibis's ``target`` keeps the value: plain Arrow
+    types cast (or fail) by value; of the extension types only the opaque ones above (a
+    uuid's 16 bytes, say, must never be read as text)."""
+    import pyarrow as pa
+
+    if not isinstance(source, pa.BaseExtensionType):
+        return True
+    kind = OPAQUE_CASTS.get(getattr(source, "type_name", ""))
+    if kind == "decimal":
+        return pa.types.is_decimal(target)
+    return kind == "string" and (pa.types.is_string(target) or pa.types.is_large_string(target))

@@ -91,7 +91,7 @@ def _copy_postgres(handle: TableHandle, data: Any, empty: str | None) -> tuple[i
             cur.execute(handle._delete_sql("%s"), params)
         with cur.copy(copy_sql) as copy:
             if text:
-                for chunk, n in _csv_chunks(data, handle.manager.batch_rows):
+                for chunk, n in _csv_chunks(data, _chunk_rows(data, handle.manager.batch_rows)):
                     copy.write(chunk)
                     rows += n
                     nbytes += len(chunk)
@@ -204,6 +204,20 @@ def _batches(data: pa.Table | pa.RecordBatchReader, size: int) -> Iterator[pa.Re
             continue
         for start in range(0, batch.num_rows, size):
             yield batch.slice(start, size)
+
+
+#: A table of fewer than this many chunks' rows is still sent in about as many chunks (of
+#: at least MIN_CHUNK_ROWS), so the server parses one chunk while the next is rendered.
+COPY_CHUNKS = 8
+MIN_CHUNK_ROWS = 1_000
+
+
+def _chunk_rows(data: pa.Table | pa.RecordBatchReader, batch_rows: int) -> int:
+    """Rows per COPY chunk: ``batch_rows``, or less for a small table (see COPY_CHUNKS)."""
+    rows = getattr(data, "num_rows", None)  # a RecordBatchReader's size is unknown
+    if rows is None:
+        return batch_rows
+    return min(batch_rows, max(MIN_CHUNK_ROWS, rows // COPY_CHUNKS))
 
 
 def _csv_safe(dtype: pa.DataType) -> bool:

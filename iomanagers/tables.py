@@ -15,8 +15,8 @@ transaction: DuckDB inserts from a registered Arrow table, PostgreSQL runs ``COP
 STDIN`` fed with CSV that pyarrow renders (a whole-table overwrite TRUNCATEs first, in the
 same transaction), SQLite and MySQL use batched ``executemany``. PostgreSQL reads go
 through ADBC's binary COPY into Arrow. A partition maps to the asset's
-``partition_column``; overwriting a partition deletes and inserts in one transaction. Identifiers are quoted by sqlglot for each dialect and values
-travel as bound parameters.
+``partition_column``; overwriting a partition deletes and inserts in one transaction.
+Identifiers are quoted by sqlglot for each dialect and values travel as bound parameters.
 """
 
 from __future__ import annotations

@@ -187,3 +187,20 @@ def test_an_overwrite_waits_for_no_read_of_ours(table) -> None:
         handle.con.con.execute("SET lock_timeout = '10s'")  # a held lock fails, not hangs
         handle.overwrite(pa.table({"id": [2]}))
         assert handle.to_pyarrow().column("id").to_pylist() == [2]
+
+
+def test_only_known_driver_types_are_cast(pg_url: str) -> None:
+    """A uuid's bytes are never taken for text (that read goes through ibis instead)."""
+    import adbc_driver_postgresql.dbapi as adbc
+    from assetry.iomanagers.table_reads import conform
+
+    query = "SELECT '00000000-0000-0000-0000-000000000041'::uuid AS u, 1.5::numeric AS n"
+    with (
+        adbc.connect(pg_url.replace("+psycopg", ""), autocommit=True) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(query)
+        fetched = cur.fetch_arrow_table()
+    assert conform(fetched.select(["u"]), pa.schema([("u", pa.string())])) is None
+    decimal = conform(fetched.select(["n"]), pa.schema([("n", pa.decimal128(38, 9))]))
+    assert decimal is not None and decimal.column("n").to_pylist() == [Decimal("1.5")]

@@ -96,12 +96,13 @@ def create_app(
     app.state.max_body_bytes = limit
 
     _install_error_handlers(app)
-    _add_health_routes(app)
-    _add_docs_routes(app)
 
     from . import api, backend_api, pages, views
 
-    app.include_router(backend_api.router)  # first: the busiest routes are matched first
+    # FastAPI tries routes in order (twice per request): the busiest family first.
+    app.include_router(backend_api.router)
+    _add_health_routes(app)
+    _add_docs_routes(app)
     app.include_router(api.router)
     app.include_router(views.router)
     app.include_router(pages.router)

@@ -392,6 +392,10 @@ def _process_main(target: Callable[..., Any], queue: Any, index: int, args: tupl
         queue.put((index, False, traceback.format_exc()))
 
 
+#: Seconds, on an idle machine, for all of a scenario's workers to start and be ready.
+START_LIMIT = 120.0
+
+
 def run_workers(
     case: BackendCase,
     target: Callable[..., Any],
@@ -401,15 +405,18 @@ def run_workers(
 ) -> list[Any]:
     """Run ``target(start, *args)`` once per args tuple, in processes (or threads for the
     memory backend), released together by the barrier ``start``; return their results in
-    order. A worker that raises fails the test with its traceback; workers that have not
-    all finished within ``timeout`` seconds (an idle machine's limit, stretched by
-    :func:`time_limit`) fail it too."""
+    order. A worker that raises fails the test with its traceback; workers that are not all
+    ready at the barrier within :data:`START_LIMIT` seconds, or have not all finished
+    within ``timeout``, fail it too (both limits are an idle machine's, stretched by
+    :func:`patience`)."""
     stretch = patience()
     timeout = round(timeout * stretch)
+    # how long the first worker waits at the barrier for the last one to be ready
+    ready = round(START_LIMIT * stretch)
     count = len(arg_sets)
     results: dict[int, Any] = {}
     if not case.processes:
-        barrier = threading.Barrier(count)
+        barrier = threading.Barrier(count, timeout=ready)
         errors: list[str] = []
 
         def run(index: int, args: tuple[Any, ...]) -> None:
@@ -433,7 +440,7 @@ def run_workers(
         return [results[i] for i in range(count)]
 
     context = mp_context()
-    barrier = context.Barrier(count)
+    barrier = context.Barrier(count, timeout=ready)
     queue = context.Queue()
     processes = [
         context.Process(target=_process_main, args=(target, queue, i, (barrier, *a)), daemon=True)

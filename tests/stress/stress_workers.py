@@ -76,7 +76,7 @@ def update_worker(start: Any, case: Any, writer: int, ops: int) -> int:
     """``ops`` increments of the shared key and of this writer's own key."""
     with case.instance() as inst:
         store = inst.asset_store(COUNTER)
-        start.wait(120)
+        start.wait()
         for _ in range(ops):
             store.update("shared", _plus_one, default=0)
             store.update(f"own-{writer}", _plus_one, default=0)
@@ -90,7 +90,7 @@ def append_worker(start: Any, case: Any, writer: int, ops: int) -> list[tuple[st
         assets = (ORDERS, SHIPMENTS)
         for asset in assets:
             inst.ensure(asset)
-        start.wait(120)
+        start.wait()
         for seq in range(ops):
             asset = assets[seq % 2]
             event = inst.record_event(asset, extra={"w": writer, "s": seq})
@@ -113,7 +113,7 @@ def consumer_worker(
     with case.instance() as inst:
         for asset in (ORDERS, SHIPMENTS):
             inst.ensure(asset)
-        start.wait(120)
+        start.wait()
         deadline = time.monotonic() + timeout
         while True:
             counts = {name: sum(1 for n, _ in handed if n == name) for name in expected}
@@ -135,7 +135,7 @@ def race_writer(start: Any, case: Any, writer: int, ops: int) -> dict[str, Any]:
     refused = 0
     with case.instance() as inst:
         store = inst.asset_store(RACED)
-        start.wait(120)
+        start.wait()
         for seq in range(ops):
             try:
                 store.set(f"k-{writer}-{seq % 5}", seq)
@@ -164,7 +164,7 @@ def atomic_runner(start: Any, case: Any, writer: int, ops: int) -> int:
     refused = 0
     with case.instance() as inst, assetry.use_instance(inst):
         inst.ensure(LEDGER)
-        start.wait(120)
+        start.wait()
         for n in range(ops):
             while True:
                 try:
@@ -294,7 +294,7 @@ def flaky_server_worker(
                 errors.append(str(exc))
         else:
             raise AssertionError(f"writer {writer} could not connect in 20 attempts: {errors}")
-        start.wait(120)
+        start.wait()
         for seq in range(ops):
             for kind in ("update", "event"):
                 op = f"{writer}/{seq}"
@@ -328,7 +328,7 @@ def s3_fault_worker(start: Any, case: Any, writer: int, ops: int) -> dict[str, A
     with case.instance() as inst:
         store = inst.asset_store(COUNTER)
         inst.ensure(ORDERS)
-        start.wait(120)
+        start.wait()
         for seq in range(ops):
             try:
                 store.update("n", _plus_one, default=0)

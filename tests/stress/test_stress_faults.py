@@ -26,6 +26,7 @@ from assetry.errors import BackendUnavailableError
 from fault_proxy import FaultProxy
 from stress_kit import (
     SERVERS,
+    START_LIMIT,
     BackendCase,
     Recorder,
     ServerProcess,
@@ -74,9 +75,10 @@ def _kill_rounds(
             proc = context.Process(target=target, args=make_args(log, name), daemon=True)
             proc.start()
             procs.append((proc, log))
-        deadline = time.monotonic() + 120
+        limit = time_limit(START_LIMIT)
+        deadline = time.monotonic() + limit
         while not all(_ready(log) or not p.is_alive() for p, log in procs):
-            assert time.monotonic() < deadline, "writers did not start within 120s"
+            assert time.monotonic() < deadline, f"writers did not start within {limit}s"
             time.sleep(0.01)
         time.sleep(rng.uniform(0.05, max_delay))
         for proc, _ in procs:
@@ -558,7 +560,7 @@ def test_http_server_killed_and_restarted_loses_no_acknowledged_write(
 
     def outages() -> None:
         nonlocal killed
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + time_limit(START_LIMIT)
         while not all(_ready(log) for log in logs) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)

@@ -108,6 +108,12 @@ def test_hostile_requests_to_a_served_instance_never_answer_500(
     with case.instance() as inst:
         assert inst.asset_store("orders").get("k") is not None
     figures.record(
-        "http", "hostile", hostile_inputs=sent, notes={"statuses": dict(sorted(statuses.items()))}
+        "http",
+        "hostile",
+        hostile_inputs=sent,
+        notes={
+            "scenario": "random requests at every route of a served instance",
+            "statuses": dict(sorted(statuses.items())),
+        },
     )
     next(cases, None)

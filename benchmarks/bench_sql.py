@@ -24,13 +24,15 @@ by block (their order flipping every round, and the sizes interleaved too), so a
 machine slows both alike and a burst of load spoils a block, not the figure. Usage::
 
     python benchmarks/bench_sql.py [--quick] [--sizes 10000 1000000]
-        [--databases sqlite postgresql mariadb] [--pg-url URL] [--mysql-url URL] [--check]
+        [--databases sqlite postgresql mariadb] [--pg-url URL] [--mysql-url URL]
+        [--rounds N] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import operator
@@ -525,11 +527,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--mysql-url", default=DEFAULT_MYSQL_URL)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="alternating blocks per side for store get/set and appends (9 with --quick, "
+        "11 otherwise): more rounds steady the servers' set, bound by the commit's flush",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.sizes and min(args.sizes) < PAGE * ASSETS:
         parser.error(f"every size must be at least {PAGE * ASSETS:,} events ({PAGE} per asset)")
     plan = plan_for(args.quick, args.sizes)
+    if args.rounds is not None:
+        if args.rounds < 1:
+            parser.error("--rounds must be at least 1")
+        plan = dataclasses.replace(plan, blocks=args.rounds, append_blocks=args.rounds)
     print(f"sql backend benchmark: sizes {', '.join(f'{s:,}' for s in sorted(plan.sizes))}")
     missed: list[str] = []
     for database in args.databases:

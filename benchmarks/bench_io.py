@@ -40,6 +40,15 @@ Recorded on the 2-core development machine (load average 5-7, best of 5, seconds
     postgres insert         1M rows  ours 1.800  ADBC ingest     0.860  2.09x (reference)
     postgres insert         1M rows  ours 1.800  ibis insert    23.385  13.0x faster (>= 5)
 
+and for PostgreSQL overwrite and read (``--only postgres``, load average 7 then 3.6, best of
+5, seconds; both runs in docs/iomanagers/tables.md "Figures"):
+
+    postgres overwrite      1M rows  ours 1.194  TRUNCATE + COPY  1.910  1.60x speed (>= 0.9)
+    postgres size after 6 overwrites  65.1 MB   size after first  65.1 MB  1.00x (<= 1.05)
+    postgres read           1M rows  ours 0.230  COPY TO + pyarrow 0.636  2.77x speed (>= 0.9)
+    postgres read           1M rows  ours 0.230  ADBC fetch       0.224  1.02x (reference)
+    postgres read           1M rows  ours 0.230  ibis to_pyarrow  1.320  0.17x (reference)
+
 At 1M rows the local parquet write pays ~10 ms for publishing: ext4 flushes a file renamed
 over an existing one, the price of a reader never seeing a partial file.
 """

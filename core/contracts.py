@@ -191,8 +191,19 @@ class AssetContract:
 
     @classmethod
     def from_json(cls, text: str | None) -> AssetContract:
-        """The contract :meth:`to_json` stored."""
-        return cls.from_dict(json.loads(text) if text else None)
+        """The contract :meth:`to_json` stored; text that is not a JSON object is an
+        :class:`~assetry.errors.AssetValueError`."""
+        if not text:
+            return DEFAULT_CONTRACT
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise AssetValueError(f"an asset contract must be a JSON object ({exc})") from None
+        if data is not None and not isinstance(data, Mapping):
+            raise AssetValueError(
+                f"an asset contract must be a JSON object, not {type(data).__name__}"
+            )
+        return cls.from_dict(data)
 
     def declared_fields(self) -> list[str]:
         """The top-level extra fields the schema declares, in declaration order (the web

@@ -127,6 +127,27 @@ def test_event_fields_over_the_limits_answer_422(
     assert field in _error(raw, 422)
 
 
+@pytest.mark.parametrize("contract", ["+", "[1]", "5", '"text"', "{"])
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("register_asset", {"name": "raw", "uri": "s3://data/raw"}),
+        (
+            "import_asset",
+            {"name": "raw", "uri": "s3://data/raw", "created_at": "2024-06-01T00:00Z"},
+        ),
+    ],
+)
+def test_a_contract_that_is_not_a_json_object_answers_422_and_registers_nothing(
+    client: TestClient, instance: Instance, route: str, body: dict[str, Any], contract: str
+) -> None:
+    response = client.post(
+        f"/api/v1/backend/{route}", json={**body, "contract_json": contract}, headers=bearer(ADMIN)
+    )
+    assert "contract" in _error(response, 422)
+    assert instance.backend.get_asset("raw") is None
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -83,9 +83,15 @@ class SQLStore(SQLBase):
 
     def store_get(self, asset: str, key: str, partition: str | None = None) -> StoreEntry | None:
         read = self._entry_read(self._sql or self._ready(), asset, key, partition)
-        row = None if read is None else self._db.first_row(read[0].get.text, read[1])
+        if read is None:
+            return None
+        entries = read[0]
+        row = self._db.first_row(entries.get.text, read[1])
         if row is None:
             return None
+        if entries.packed:  # "<version> <updated_at_us> <value>"
+            version, updated_at_us, value = row[0].split(" ", 2)
+            return StoreEntry(key, value, int(version), partition, from_us(int(updated_at_us)))
         return StoreEntry(key, row[0], row[1], partition, from_us(row[2]))
 
     def store_value(self, asset: str, key: str, partition: str | None = None) -> str | None:

@@ -21,7 +21,9 @@ For each database, in one run on one scratch database:
 
 Every figure is the median of interleaved blocks: assetry and the baseline alternate block
 by block (their order flipping every round, and the sizes interleaved too), so a busy
-machine slows both alike and a burst of load spoils a block, not the figure. Usage::
+machine slows both alike and a burst of load spoils a block, not the figure. The store and
+append ratios are the median of each round's paired ratio (its two blocks ran back to back),
+printed with their interquartile spread; the commit-bound sets run more rounds. Usage::
 
     python benchmarks/bench_sql.py [--quick] [--sizes 10000 1000000]
         [--databases sqlite postgresql mariadb] [--pg-url URL] [--mysql-url URL]
@@ -79,6 +81,7 @@ class Plan:
     """How much to measure."""
 
     blocks: int  # alternating blocks per side
+    write_blocks: int  # for the store's sets, bound by the commit's flush: more rounds
     get_ops: int  # operations per block, for fast and slow statements
     write_ops: int
     append_batch: int
@@ -96,8 +99,8 @@ FULL_SIZES = [10_000, 100_000, 1_000_000]
 
 def plan_for(quick: bool, sizes: list[int] | None) -> Plan:
     if quick:
-        return Plan(9, 1000, 300, 500, 4, 7, 90, sizes or QUICK_SIZES)
-    return Plan(11, 2000, 200, 1000, 4, 9, 165, sizes or FULL_SIZES)
+        return Plan(9, 21, 1000, 150, 500, 4, 11, 90, sizes or QUICK_SIZES)
+    return Plan(11, 25, 2000, 200, 1000, 4, 13, 165, sizes or FULL_SIZES)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -110,11 +113,26 @@ def _rate(work: Callable[[], Any], ops: int) -> float:
     return ops / (time.perf_counter() - started)
 
 
-def compare_rates(
-    ours: Callable[[], Any], raw: Callable[[], Any], ops: int, blocks: int
-) -> tuple[float, float]:
-    """The median operations per second of each over ``blocks`` rounds of alternating
-    blocks (the order flipping every round, so neither side always follows the other)."""
+@dataclass(frozen=True)
+class Paired:
+    """Alternating blocks of ours and the baseline: the median rate of each, and the
+    verdict's ratio, the median of the rounds' paired ratios (each round's two blocks ran
+    back to back, under the same load), with its interquartile spread."""
+
+    ours: float
+    base: float
+    ratio: float
+    low: float
+    high: float
+    rounds: int
+
+    def spread(self) -> str:
+        return f"{self.rounds} rounds, {self.low:.2f}-{self.high:.2f}x"
+
+
+def compare_rates(ours: Callable[[], Any], raw: Callable[[], Any], ops: int, blocks: int) -> Paired:
+    """``blocks`` rounds of alternating blocks (the order flipping every round, so neither
+    side always follows the other)."""
     ours()
     raw()
     mine, theirs = [], []
@@ -125,7 +143,20 @@ def compare_rates(
         else:
             mine.append(_rate(ours, ops))
             theirs.append(_rate(raw, ops))
-    return statistics.median(mine), statistics.median(theirs)
+    ratios = [m / t for m, t in zip(mine, theirs, strict=True)]
+    low, high = (
+        (ratios[0], ratios[0])
+        if len(ratios) < 2
+        else operator.itemgetter(0, 2)(statistics.quantiles(ratios, n=4))
+    )
+    return Paired(
+        statistics.median(mine),
+        statistics.median(theirs),
+        statistics.median(ratios),
+        low,
+        high,
+        blocks,
+    )
 
 
 # -- the raw drivers ---------------------------------------------------------------------------
@@ -298,19 +329,21 @@ def bench_store(
 
     plain_set()  # the row both sides read
     targets = STORE_TARGETS[backend.dialect_name]
-    cases: list[tuple[str, str | None, Callable[[], Any], Callable[[], Any], int]] = [
-        ("get (AssetStore.get)", "get", lambda: store.get("k"), plain_get, plan.get_ops),
-        ("set (AssetStore.set)", "set", lambda: store.set("k", VALUE), plain_set, plan.write_ops),
-        ("get (backend.store_get)", None, backend_get, plain_get, plan.get_ops),
-        ("set (backend.store_set)", None, backend_set, plain_set, plan.write_ops),
+    reads, writes = (plan.get_ops, plan.blocks), (plan.write_ops, plan.write_blocks)
+    cases: list[tuple[str, str | None, Callable[[], Any], Callable[[], Any], tuple[int, int]]] = [
+        ("get (AssetStore.get)", "get", lambda: store.get("k"), plain_get, reads),
+        ("set (AssetStore.set)", "set", lambda: store.set("k", VALUE), plain_set, writes),
+        ("get (backend.store_get)", None, backend_get, plain_get, reads),
+        ("set (backend.store_set)", None, backend_set, plain_set, writes),
     ]
-    for label, name, ours, theirs, ops in cases:
-        mine, base = compare_rates(ours, theirs, ops, plan.blocks)
-        ratio = mine / base
-        note = "reference"
+    for label, name, ours, theirs, (ops, blocks) in cases:
+        paired = compare_rates(ours, theirs, ops, blocks)
+        mine, base, ratio = paired.ours, paired.base, paired.ratio
+        note = f"reference ({paired.spread()})"
         if name is not None:
             target = targets[name]
-            note = f">= {target}x {'ok' if ratio >= target else 'BELOW TARGET'}"
+            verdict = "ok" if ratio >= target else "BELOW TARGET"
+            note = f">= {target}x {verdict} ({paired.spread()})"
             if ratio < target:
                 missed.append(f"{backend.dialect_name} {name} {ratio:.2f}x < {target}x")
         _row(label, _ops(mine), _ops(base), f"{ratio:.2f}x", note)
@@ -495,18 +528,18 @@ def bench_appends(backend: SQLBackend, raw: RawDriver, plan: Plan) -> list[str]:
         cursor.execute("COMMIT")
         cursor.close()
 
-    mine, base = compare_rates(
+    paired = compare_rates(
         lambda: backend.append_events(batch), raw_append, plan.append_ops, plan.append_blocks
     )
     size = plan.append_batch
-    ratio = mine / base
+    ratio = paired.ratio
     verdict = "ok" if ratio >= EVENT_TARGET else "BELOW TARGET"
     _row(
         f"append, batches of {size}",
-        _ops(mine * size),
-        _ops(base * size),
+        _ops(paired.ours * size),
+        _ops(paired.base * size),
         f"{ratio:.2f}x",
-        f"events/s >= {EVENT_TARGET}x {verdict}",
+        f"events/s >= {EVENT_TARGET}x {verdict} ({paired.spread()})",
     )
     if ratio < EVENT_TARGET:
         return [f"{backend.dialect_name} append {ratio:.2f}x < {EVENT_TARGET}x"]
@@ -530,8 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="alternating blocks per side for store get/set and appends (9 with --quick, "
-        "11 otherwise): more rounds steady the servers' set, bound by the commit's flush",
+        help="alternating rounds for store get/set and appends (by default 9 for gets, "
+        "21 for sets and 11 for appends with --quick; 11, 25 and 13 otherwise): more "
+        "rounds steady the servers' set, bound by the commit's flush",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -541,7 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
-        plan = dataclasses.replace(plan, blocks=args.rounds, append_blocks=args.rounds)
+        plan = dataclasses.replace(
+            plan, blocks=args.rounds, write_blocks=args.rounds, append_blocks=args.rounds
+        )
     print(f"sql backend benchmark: sizes {', '.join(f'{s:,}' for s in sorted(plan.sizes))}")
     missed: list[str] = []
     for database in args.databases:

@@ -51,13 +51,13 @@ def test_async_twins_do_not_block_the_event_loop(inst, monkeypatch) -> None:
     store = inst.asset_store(ORDERS)
     loop_thread: list[int] = []
     seen: list[int] = []
-    real_get = type(inst.backend).store_get
+    real_get = type(inst.backend).store_value  # what AssetStore.get reads through
 
     def spy(self, *args, **kwargs):
         seen.append(threading.get_ident())
         return real_get(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(inst.backend), "store_get", spy)
+    monkeypatch.setattr(type(inst.backend), "store_value", spy)
 
     async def main() -> None:
         loop_thread.append(threading.get_ident())

@@ -401,9 +401,12 @@ class Database:
 
     def first_row(self, text: str, args: Any) -> Any:
         """The first row (or ``None``) of a read statement, in the DBAPI's text and
-        parameters, run on this thread's kept cursor (retried like any read)."""
+        parameters, run on this thread's kept cursor (retried like any read).
+
+        A server's connection is not polled for a hang-up first (as :meth:`run` does): a
+        read may run again, so one that finds the connection gone reconnects and retries."""
         held = None if self.memory else getattr(self._local, "held", None)
-        if held is not None and held.poller is None:  # as in run(), without its calls
+        if held is not None:  # as in run(), without its calls
             try:
                 cursor = held.cursor
                 cursor.execute(text, args)

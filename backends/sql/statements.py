@@ -12,6 +12,7 @@ large share of a loopback round trip on the servers. Every other query goes thro
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,16 @@ class Sql:
         pick = operator.itemgetter(*where)
         return (lambda values: (pick(values),)) if len(where) == 1 else pick
 
+    def positional_form(self) -> Sql:
+        """The statement with ``%s`` marks in place of PyMySQL's ``%(name)s``, a name
+        repeated as often as it is used: its parameters are a tuple, cheaper for the driver
+        to escape than a dict and for a hot path to build."""
+        if self.positional:
+            return self
+        names = tuple(_NAMED_MARK.findall(self.text))
+        pick = operator.itemgetter(*names) if len(names) > 1 else None
+        return Sql(_NAMED_MARK.sub("%s", self.text), names, True, pick)
+
     def run(self, cursor: Any, params: Mapping[str, Any]) -> Any:
         """Execute on ``cursor``; return the cursor for fetching or ``rowcount``."""
         cursor.execute(self.text, self.args(params))
@@ -94,6 +105,9 @@ class Sql:
     def run_many(self, cursor: Any, rows: Iterable[Mapping[str, Any]]) -> None:
         """Execute once for many parameter sets (one batch for the driver)."""
         cursor.executemany(self.text, [self.args(row) for row in rows])
+
+
+_NAMED_MARK = re.compile(r"%\((\w+)\)s")
 
 
 def _p(name: str, type_: Any) -> sa.BindParameter[Any]:
@@ -217,6 +231,10 @@ class EntryStatements:
             if not captures_version:
                 upsert = upsert.returning(s.c.version)
         value_sql, get_sql, set_sql = (Sql.compile(x, dialect) for x in (value, get, upsert))
+        if packed:  # PyMySQL: %s marks and tuples
+            value_sql, get_sql, set_sql = (
+                x.positional_form() for x in (value_sql, get_sql, set_sql)
+            )
         namespace = ("partition_hash",) if bound else ()
         read_order = ("asset_id", *namespace, "key")
         set_order = (*namespace, "key", *("partition_key",) * bound, "value", "now", "asset_id")

@@ -124,15 +124,7 @@ class SQLStore(SQLBase):
         """Write an entry unconditionally; its new version, or ``None`` when the asset is
         not active (nothing was written)."""
         sql.store_upsert.run(cursor, params)
-        if sql.returning:
-            row = cursor.fetchone()
-            return None if row is None else int(row[0])
-        affected = cursor.rowcount
-        if affected == 1:  # inserted
-            return 1
-        if affected == 2:  # updated; LAST_INSERT_ID(version + 1) is the new version
-            return int(cursor.lastrowid)
-        return None
+        return _version_written(sql, cursor)
 
     @staticmethod
     def _set_by_id(sql: Statements, entries: EntryStatements, args: Any, held: Held) -> int | None:
@@ -146,15 +138,7 @@ class SQLStore(SQLBase):
                 return None
             return held.new_version or 1  # unset: the row was inserted
         cursor.execute(entries.set.text, args)
-        if sql.returning:
-            row = cursor.fetchone()
-            return None if row is None else int(row[0])
-        affected = cursor.rowcount
-        if affected == 1:  # inserted
-            return 1
-        if affected == 2:  # updated; LAST_INSERT_ID(version + 1) is the new version
-            return int(cursor.lastrowid)
-        return None
+        return _version_written(sql, cursor)
 
     def _create(self, sql: Statements, cursor: Any, params: Mapping[str, Any]) -> bool:
         """Create an entry that must not exist yet; whether it was created."""
@@ -412,3 +396,19 @@ class SQLStore(SQLBase):
         if expected is None and deleting and actual is None:
             return  # deleting a key that must be absent: it is, nothing to do
         raise version_conflict(write.asset, write.key, expected, actual)
+
+
+def _version_written(sql: Statements, cursor: Any) -> int | None:
+    """The version an upsert just wrote, read off its cursor: the ``RETURNING`` row
+    (PostgreSQL), or MySQL's affected-row count (1: inserted, so version 1; 2: updated, and
+    ``LAST_INSERT_ID(version + 1)`` holds the new version); ``None`` when nothing was written
+    (the asset is not active)."""
+    if sql.returning:
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+    affected = cursor.rowcount
+    if affected == 1:  # inserted
+        return 1
+    if affected == 2:  # updated; LAST_INSERT_ID(version + 1) is the new version
+        return int(cursor.lastrowid)
+    return None

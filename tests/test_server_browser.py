@@ -189,6 +189,8 @@ def test_every_page_works_in_chromium_with_and_without_javascript(
         service_missing("Chromium and chromedriver", "apt-get install chromium chromium-driver")
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     shots = _screenshot_script()
     token = secrets.token_urlsafe(24)
@@ -196,6 +198,7 @@ def test_every_page_works_in_chromium_with_and_without_javascript(
     shots.seed(instance)
     app = create_app(instance, tokens=[ApiToken("oncall", token, "read")])
     browser = shots.chromium(tmp_path / "profile", javascript=javascript)
+    wait = WebDriverWait(browser, 20)  # a click returns before the page it leads to loads
     try:
         browser.get("data:text/html,<title>off</title><script>document.title='on'</script>")
         assert browser.title == ("on" if javascript else "off")  # scripts really are off
@@ -204,7 +207,7 @@ def test_every_page_works_in_chromium_with_and_without_javascript(
             assert "/ui/login" in browser.current_url
             browser.find_element(By.ID, "token").send_keys(token)
             browser.find_element(By.ID, "sign-in").click()  # a plain form post
-            assert browser.current_url.endswith("/ui/lineage")
+            wait.until(ec.url_matches(r"/ui/lineage$"))
 
             nodes = browser.find_elements(By.CSS_SELECTOR, "#lineage-graph g.node")
             names = {n.get_attribute("data-node") for n in nodes}
@@ -215,7 +218,8 @@ def test_every_page_works_in_chromium_with_and_without_javascript(
             assert box.size["width"] > 100 and box.size["height"] > 20  # drawn, not just sent
             browser.save_screenshot(str(tmp_path / "lineage.png"))
             browser.find_element(By.CSS_SELECTOR, '[data-node="asset:sales/orders"]').click()
-            assert browser.find_element(By.ID, "asset-name").text == "sales/orders"
+            name = wait.until(ec.presence_of_element_located((By.ID, "asset-name")))
+            assert name.text == "sales/orders"
             statuses = browser.find_elements(By.CSS_SELECTOR, "#partitions .status")
             assert [s.text for s in statuses] == ["fresh"] * 3  # each region, per partition
             browser.save_screenshot(str(tmp_path / "asset.png"))
@@ -237,8 +241,8 @@ def test_every_page_works_in_chromium_with_and_without_javascript(
             browser.save_screenshot(str(tmp_path / "timeline.png"))
             oldest = min(points, key=lambda p: int(p.get_attribute("data-id")))
             oldest.click()  # a point leads to its row in the table
-            assert browser.current_url.endswith("before=2#event-1")
-            assert browser.find_element(By.ID, "event-1").is_displayed()
+            wait.until(ec.url_matches(r"before=2#event-1$"))
+            assert wait.until(ec.presence_of_element_located((By.ID, "event-1"))).is_displayed()
 
             browser.get(f"{live.url}/ui/consumers")
             table = browser.find_element(By.ID, "consumers").text

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from ..backend import AssetRecord, EventQuery, NewEvent, StoreEntry, StoreWrite
-from ..contracts import DEFAULT_CONTRACT, AssetContract
+from ..contracts import AssetContract
 from ..errors import StoreValueError
 from ..models import AssetEvent, validate_name
 from ..uri import normalize_uri
@@ -447,9 +447,7 @@ def import_asset(body: ImportAssetIn, scope: WriteScope) -> Any:
         active=body.active,
         created_at=utc(body.created_at),
         updated_at=utc(body.updated_at),
-        contract=DEFAULT_CONTRACT
-        if body.contract_json is None
-        else AssetContract.from_json(body.contract_json),
+        contract=AssetContract.from_json(body.contract_json),  # None: the default
     )
     stored = scope.backend.import_asset(record)
     instance.remember_contract(stored)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import json
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,8 +18,11 @@ from assetry.backend import (
     StoreEntry,
     StoreWrite,
     conflict_for_registration,
+    from_us,
     inactive_error,
     not_found_error,
+    now_us,
+    to_us,
     utcnow,
     version_conflict,
 )
@@ -31,20 +32,14 @@ from assetry.models import AssetEvent
 __all__ = ["MemoryBackend"]
 
 _ASSET_LEVEL = ""  # the partition slot of asset-level entries
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: A stored entry: its JSON text, version and update time in microseconds since the epoch
 #: (a ``StoreEntry`` and its datetime are built when it is read, not on every write).
 _Entry = tuple[str, int, int]
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
 def _entry(key: str, partition: str | None, stored: _Entry) -> StoreEntry:
-    updated_at = _EPOCH + dt.timedelta(microseconds=stored[2])
-    return StoreEntry(key, stored[0], stored[1], partition or None, updated_at)
+    return StoreEntry(key, stored[0], stored[1], partition or None, from_us(stored[2]))
 
 
 class MemoryBackend(StateBackend):
@@ -158,7 +153,7 @@ class MemoryBackend(StateBackend):
             for entry in entries:
                 ns = st.store.setdefault(asset, {}).setdefault(entry.partition or _ASSET_LEVEL, {})
                 updated = entry.updated_at
-                at = (updated - _EPOCH) // dt.timedelta(microseconds=1) if updated else _now_us()
+                at = to_us(updated) if updated else now_us()
                 ns[entry.key] = (entry.value_json, entry.version, at)
             return len(entries)
 
@@ -216,7 +211,7 @@ class MemoryBackend(StateBackend):
                 if actual != expected_version:
                     raise version_conflict(asset, key, expected_version, actual)
             version = current[1] + 1 if current else 1
-            ns[key] = (value_json, version, time.time_ns() // 1000)
+            ns[key] = (value_json, version, now_us())
             return version
 
     def store_delete(

@@ -17,6 +17,7 @@ import enum
 import functools
 import json
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -43,8 +44,11 @@ __all__ = [
     "StoreEntry",
     "StoreWrite",
     "conflict_for_registration",
+    "from_us",
     "inactive_error",
     "not_found_error",
+    "now_us",
+    "to_us",
     "utcnow",
     "version_conflict",
 ]
@@ -66,6 +70,27 @@ ExpectedVersion = int | None | _AnyVersion
 def utcnow() -> dt.datetime:
     """The current time, UTC, timezone-aware, at microsecond precision."""
     return dt.datetime.now(dt.UTC)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def now_us() -> int:
+    """Now, in integer microseconds since the Unix epoch (how backends store timestamps)."""
+    return time.time_ns() // 1000
+
+
+def to_us(moment: dt.datetime) -> int:
+    """An aware datetime as stored: integer microseconds since the Unix epoch."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"an event timestamp must be timezone-aware, got {moment!r}")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_us(micros: int) -> dt.datetime:
+    """A stored timestamp as an aware UTC datetime."""
+    return _EPOCH + dt.timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True, slots=True)

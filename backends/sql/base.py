@@ -7,16 +7,22 @@ that :class:`~assetry.backends.sql.backend.SQLBackend` puts together.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from assetry.backend import AssetRecord, StateBackend, inactive_error, not_found_error
+from assetry.backend import (
+    AssetRecord,
+    StateBackend,
+    from_us,
+    inactive_error,
+    not_found_error,
+    now_us,
+    to_us,
+)
 from assetry.contracts import AssetContract
 from assetry.errors import SchemaVersionError, StateNotFoundError
 
@@ -52,26 +58,7 @@ EVENT_ALIASES = schema.event_aliases
 ALIAS_TARGETS = schema.alias_targets
 CURSORS = schema.cursors
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICROSECOND = dt.timedelta(microseconds=1)
 _CHUNK = 500  # names or ids per IN (...) list
-
-
-def now_us() -> int:
-    """Now, in integer microseconds since the Unix epoch (how timestamps are stored)."""
-    return time.time_ns() // 1000
-
-
-def to_us(moment: dt.datetime) -> int:
-    """An aware datetime as stored: integer microseconds since the Unix epoch."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"an event timestamp must be timezone-aware, got {moment!r}")
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_us(micros: int) -> dt.datetime:
-    """A stored timestamp as an aware UTC datetime."""
-    return _EPOCH + dt.timedelta(microseconds=micros)
 
 
 def chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable
 
 from .errors import AssetryError, ConflictError
-from .urls import normalize_uri
+from .urls import normalize_uri, render_url
 
 __all__ = ["UriChange", "plan_renormalisation", "renormalised"]
 
@@ -51,8 +51,8 @@ def plan_renormalisation(assets: Iterable[tuple[str, str]]) -> list[UriChange]:
     clashes = [(new, found) for new, found in owners.items() if len(found) > 1]
     if clashes:
         described = "; ".join(
-            f"{' and '.join(f'asset {name!r} ({uri!r})' for name, uri in found)} "
-            f"would both have uri {new!r}"
+            f"{' and '.join(f'asset {name!r} ({render_url(uri)!r})' for name, uri in found)} "
+            f"would both have uri {render_url(new)!r}"
             for new, found in clashes[:10]
         )
         more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""

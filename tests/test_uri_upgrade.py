@@ -46,6 +46,14 @@ def test_a_clash_names_both_assets() -> None:
 # == sql ==========================================================================================
 
 
+def test_a_clash_names_the_uris_with_their_secrets_hidden() -> None:
+    with pytest.raises(ConflictError) as caught:
+        plan_renormalisation([("a", "s3://b/x?token=S3cr3t-a"), ("b", "s3://b/x/?token=S3cr3t-a")])
+    message = str(caught.value)
+    assert "'a'" in message and "'b'" in message and "token=***" in message
+    assert "S3cr3t" not in message
+
+
 def _insert_assets(url: str, rows: list[tuple[str, str]]) -> None:
     """Asset rows as 0.1.0 wrote them, one store entry each."""
     engine = _engine(url)

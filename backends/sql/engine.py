@@ -405,18 +405,25 @@ class Database:
 
         A server's connection is not polled for a hang-up first (as :meth:`run` does): a
         read may run again, so one that finds the connection gone reconnects and retries."""
+        return self.call(_first_row, text, args)
+
+    def call(
+        self, work: Callable[[str, Any, Held], T], text: str, args: Any, *, repeatable: bool = True
+    ) -> T:
+        """``work(text, args, held)`` as :meth:`run` runs ``work(held)``, for the hot single
+        statements: no closure is built per call, and a kept connection goes straight to the
+        work when nothing need be checked first (SQLite's, or a server's for a repeatable
+        read: one that finds the connection gone reconnects and runs again)."""
         held = None if self.memory else getattr(self._local, "held", None)
-        if held is not None:  # as in run(), without its calls
+        if held is not None and (repeatable or held.poller is None):
             try:
-                cursor = held.cursor
-                cursor.execute(text, args)
-                return cursor.fetchone()
+                return work(text, args, held)
             except Exception as exc:
                 kind = self._classify(exc, held)
                 if kind is None:
                     raise
-                self._recover(exc, kind, held, True)
-        return self.run(functools.partial(_first_row, text, args))
+                self._recover(exc, kind, held, repeatable)
+        return self.run(functools.partial(work, text, args), repeatable=repeatable)
 
     def transaction(self, work: Callable[[Held, Any], T]) -> T:
         """Run ``work(held, cursor)`` between BEGIN and COMMIT; retried as a whole when the

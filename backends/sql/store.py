@@ -124,21 +124,7 @@ class SQLStore(SQLBase):
         """Write an entry unconditionally; its new version, or ``None`` when the asset is
         not active (nothing was written)."""
         sql.store_upsert.run(cursor, params)
-        return _version_written(sql, cursor)
-
-    @staticmethod
-    def _set_by_id(sql: Statements, entries: EntryStatements, args: Any, held: Held) -> int | None:
-        """Write an entry by its asset's row id; its new version, or ``None`` when the
-        asset is not active (nothing was written)."""
-        cursor = held.cursor
-        if sql.captures_version:  # SQLite: an update reports through NEW_VERSION_FUNCTION
-            held.new_version = None
-            cursor.execute(entries.set.text, args)
-            if cursor.rowcount != 1:
-                return None
-            return held.new_version or 1  # unset: the row was inserted
-        cursor.execute(entries.set.text, args)
-        return _version_written(sql, cursor)
+        return _version_written(sql.returning, cursor)
 
     def _create(self, sql: Statements, cursor: Any, params: Mapping[str, Any]) -> bool:
         """Create an entry that must not exist yet; whether it was created."""
@@ -198,10 +184,12 @@ class SQLStore(SQLBase):
             else:
                 entries, values = sql.asset_level, (key, value_json, now_us(), asset_id)
             bind = entries.bind_set
-            write = functools.partial(
-                self._set_by_id, sql, entries, values if bind is None else bind(values)
+            version = self._db.call(
+                _SET_BY_ID[sql.family],
+                entries.set.text,
+                values if bind is None else bind(values),
+                repeatable=False,
             )
-            version = self._db.run(write, repeatable=False)
             if version is None:
                 raise self._unwritable(asset)
             return version
@@ -398,12 +386,44 @@ class SQLStore(SQLBase):
         raise version_conflict(write.asset, write.key, expected, actual)
 
 
-def _version_written(sql: Statements, cursor: Any) -> int | None:
+def _set_captured(text: str, args: Any, held: Held) -> int | None:
+    """Run SQLite's upsert of an entry by its asset's row id; the new version, which an
+    update reports through :data:`NEW_VERSION_FUNCTION` (an insert leaves it unset:
+    version 1), or ``None`` when the asset is not active (nothing was written)."""
+    held.new_version = None
+    cursor = held.cursor
+    cursor.execute(text, args)
+    if cursor.rowcount != 1:
+        return None
+    return held.new_version or 1
+
+
+def _set_returning(text: str, args: Any, held: Held) -> int | None:
+    """Run PostgreSQL's upsert of an entry by its asset's row id; the new version from its
+    ``RETURNING`` row, or ``None`` when the asset is not active."""
+    cursor = held.cursor
+    cursor.execute(text, args)
+    return _version_written(True, cursor)
+
+
+def _set_counted(text: str, args: Any, held: Held) -> int | None:
+    """Run MySQL's upsert of an entry by its asset's row id; the new version from the
+    affected-row count and ``LAST_INSERT_ID``, or ``None`` when the asset is not active."""
+    cursor = held.cursor
+    cursor.execute(text, args)
+    return _version_written(False, cursor)
+
+
+#: The upsert of an entry by its asset's row id, per database family.
+_SET_BY_ID = {"sqlite": _set_captured, "postgresql": _set_returning, "mysql": _set_counted}
+
+
+def _version_written(returning: bool, cursor: Any) -> int | None:
     """The version an upsert just wrote, read off its cursor: the ``RETURNING`` row
-    (PostgreSQL), or MySQL's affected-row count (1: inserted, so version 1; 2: updated, and
-    ``LAST_INSERT_ID(version + 1)`` holds the new version); ``None`` when nothing was written
-    (the asset is not active)."""
-    if sql.returning:
+    (PostgreSQL: ``returning``), or MySQL's affected-row count (1: inserted, so version 1;
+    2: updated, and ``LAST_INSERT_ID(version + 1)`` holds the new version); ``None`` when
+    nothing was written (the asset is not active)."""
+    if returning:
         row = cursor.fetchone()
         return None if row is None else int(row[0])
     affected = cursor.rowcount

@@ -9,10 +9,12 @@ Every server is a separate process on 127.0.0.1 on a free port: ``assetry serve`
 (``--anonymous write``, so no token check) and, as the baseline, uvicorn running a Starlette
 app whose routes parse the JSON body, call the same method of the same kind of backend in
 the thread pool and answer JSON. The ratio (ours / baseline) is assetry's HTTP overhead
-(target >= 0.7x). The load comes from a pool of client processes (httpx, one keep-alive
-connection each), a bounded number of requests per client and a time limit per block; the
-two servers take turns block by block (order reversed every other round) and the median
-block's throughput is reported, latencies p50/p99 over all blocks. Scale-out runs
+(target >= 0.7x). For reference, a third server runs the same routes on bare FastAPI
+(pydantic bodies): assetry's server is a FastAPI application, and that row shows how much
+of the overhead is FastAPI's own. The load comes from a pool of client processes (httpx,
+one keep-alive connection each), a bounded number of requests per client and a time limit
+per block; the servers take turns block by block (order reversed every other round) and
+the median block's throughput is reported, latencies p50/p99 over all blocks. Scale-out runs
 ``create_app`` under uvicorn with 1, 2 and 4 worker processes (``uvicorn_options()``, as
 ``assetry serve`` does; the command itself runs one process) on PostgreSQL.
 """
@@ -36,12 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from _common import Row, report
+from pydantic import BaseModel
 
 HERE = Path(__file__).resolve().parent
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ASSET = "bench"
 HOST = "127.0.0.1"
 _URL_ENV = "ASSETRY_BENCH_HTTP_URL"
+#: The servers: assetry's, the bare Starlette baseline, and the same routes on FastAPI.
+_KINDS = ("assetry", "bare", "fastapi")
 #: Seconds a server has to answer its health route after starting.
 START_SECONDS = 60.0
 
@@ -116,6 +121,61 @@ def bare_app() -> Any:
     )
 
 
+class KeyIn(BaseModel):
+    """The reference FastAPI routes' bodies (at module level, where FastAPI can resolve
+    the annotations)."""
+
+    asset: str
+    key: str
+
+
+class SetIn(KeyIn):
+    value_json: str
+
+
+class EventIn(BaseModel):
+    asset: str
+    extra_json: str
+
+
+class EventsIn(BaseModel):
+    events: list[EventIn]
+
+
+def fastapi_app() -> Any:
+    """The same routes as :func:`bare_app` on FastAPI, each body a pydantic model: what
+    FastAPI itself costs, for reference (assetry's server is a FastAPI application)."""
+    from assetry import Instance
+    from assetry.backend import NewEvent
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    backend = Instance.from_url(os.environ[_URL_ENV]).backend
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> Any:
+        return JSONResponse({"status": "ok"})
+
+    @app.post("/store_get")
+    def store_get(body: KeyIn) -> Any:
+        entry = backend.store_get(body.asset, body.key)
+        if entry is None:
+            return JSONResponse({"entry": None})
+        return JSONResponse({"entry": {"value_json": entry.value_json, "version": entry.version}})
+
+    @app.post("/store_set")
+    def store_set(body: SetIn) -> Any:
+        return JSONResponse({"version": backend.store_set(body.asset, body.key, body.value_json)})
+
+    @app.post("/append_events")
+    def append_events(body: EventsIn) -> Any:
+        events = [NewEvent(asset=e.asset, extra_json=e.extra_json) for e in body.events]
+        return JSONResponse({"events": [e.to_dict() for e in backend.append_events(events)]})
+
+    return app
+
+
 def assetry_app() -> Any:
     """``create_app`` on the instance at the benchmark's URL, anonymous writes allowed."""
     from assetry import Instance
@@ -153,7 +213,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def server(kind: str, url: str, *, workers: int = 1) -> Iterator[str]:
     """Start a server process (``assetry``: the ``assetry serve`` command when ``workers``
-    is 1; ``bare``: the baseline) on a free loopback port; yield its base URL; stop it and
+    is 1; ``bare``: the baseline; ``fastapi``: the reference) on a free loopback port; yield its base URL; stop it and
     every worker process it started (its own process group), even on failure."""
     port = _free_port()
     env = {**os.environ, _URL_ENV: url, "PYTHONPATH": str(HERE)}
@@ -215,12 +275,18 @@ def _client(task: tuple[str, str, int, int, float]) -> tuple[float, float, list[
     bodies = [json.dumps(make(offset + i)).encode() for i in range(count)]
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
+
+    def post(client: httpx.Client, body: bytes) -> None:
+        answer = client.post(url, content=body, headers=headers)
+        if answer.status_code != 200:  # an error the pool can hand back (httpx's cannot)
+            raise RuntimeError(f"POST {url} answered {answer.status_code}: {answer.text[:300]}")
+
     with httpx.Client(timeout=30.0) as client:
-        client.post(url, content=bodies[0], headers=headers).raise_for_status()  # connect
+        post(client, bodies[0])  # connect
         start = time.perf_counter()
         for body in bodies:
             sent = time.perf_counter()
-            client.post(url, content=body, headers=headers).raise_for_status()
+            post(client, body)
             latencies.append(time.perf_counter() - sent)
             if sent - start > limit:
                 break
@@ -258,13 +324,18 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def compare(load: Load, bases: dict[str, str], rounds: int) -> tuple[list[Row], list[Row]]:
-    """Each operation on each server, interleaved: throughput rows and latency rows."""
+def compare(
+    load: Load, bases: dict[str, str], rounds: int
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Each operation on each server, interleaved: throughput rows against the bare
+    Starlette routes (the targets), latency rows, and throughput rows against the bare
+    FastAPI routes (reference)."""
     rate_rows: list[Row] = []
     latency_rows: list[Row] = []
+    reference_rows: list[Row] = []
     sides = list(bases)
     for op, (ours_path, bare_path, _) in OPERATIONS.items():
-        paths = {"assetry": ours_path, "bare": bare_path}
+        paths = {"assetry": ours_path, "bare": bare_path, "fastapi": bare_path}
         rates: dict[str, list[float]] = {side: [] for side in sides}
         lats: dict[str, list[float]] = {side: [] for side in sides}
         for round_ in range(rounds):
@@ -272,8 +343,9 @@ def compare(load: Load, bases: dict[str, str], rounds: int) -> tuple[list[Row], 
                 rate, latencies = load.run(bases[side] + paths[side], op)
                 rates[side].append(rate)
                 lats[side].extend(latencies)
-        ours, bare = (statistics.median(rates[s]) for s in ("assetry", "bare"))
+        ours, bare, fastapi = (statistics.median(rates[s]) for s in ("assetry", "bare", "fastapi"))
         rate_rows.append(Row(op, ours, bare, "req/s", target=0.7))
+        reference_rows.append(Row(op, ours, fastapi, "req/s"))
         for q, label in ((0.5, "p50"), (0.99, "p99")):
             latency_rows.append(
                 Row(
@@ -283,7 +355,7 @@ def compare(load: Load, bases: dict[str, str], rounds: int) -> tuple[list[Row], 
                     "ms",
                 )
             )
-    return rate_rows, latency_rows
+    return rate_rows, latency_rows, reference_rows
 
 
 def scale_out(load: Load, url: str, rounds: int) -> list[Row]:
@@ -323,11 +395,12 @@ def _prepare(url: str) -> None:
 
 def run(url: str, args: argparse.Namespace, what: str) -> list[Row]:
     _prepare(url)
-    clients, requests, rounds = (2, 150, 3) if args.quick else (4, 1000, 7)
+    clients, requests, rounds = (2, 150, 5) if args.quick else (4, 1000, 7)
     load = Load(clients, requests, limit=10.0 if args.quick else 30.0)
     try:
-        with server("assetry", url) as ours, server("bare", url) as bare:
-            rate_rows, latency_rows = compare(load, {"assetry": ours, "bare": bare}, rounds)
+        with contextlib.ExitStack() as stack:
+            bases = {kind: stack.enter_context(server(kind, url)) for kind in _KINDS}
+            rate_rows, latency_rows, reference_rows = compare(load, bases, rounds)
         title = (
             f"{what}: assetry serve vs bare Starlette route, {clients} client processes x "
             f"{requests} requests, median of {rounds} interleaved rounds"
@@ -335,6 +408,11 @@ def run(url: str, args: argparse.Namespace, what: str) -> list[Row]:
         report(rate_rows, title=title)
         print()
         report(latency_rows, title=f"{what}: latency under that load (ms; ratio > 1 is slower)")
+        print()
+        report(
+            reference_rows,
+            title=f"{what}: assetry serve vs the same routes on bare FastAPI (reference)",
+        )
         rows = rate_rows
         if not args.no_scale and url.startswith("postgresql"):
             print()
@@ -353,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sqlite", action="store_true", help="an SQLite file, not PostgreSQL")
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server URL")
     parser.add_argument("--no-scale", action="store_true", help="skip the worker scale-out")
-    parser.add_argument("--serve", choices=("assetry", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

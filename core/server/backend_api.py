@@ -14,11 +14,12 @@ answers writes with 404; sweeping needs a token that reaches every group.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from ..backend import AssetRecord, EventQuery, NewEvent, StoreEntry, StoreWrite
@@ -71,13 +72,24 @@ from .backend_models import (
     expected_version,
     raw_entry,
 )
-from .deps import ReadScope, Scope, WriteScope
+from .deps import Scope, read_scope, write_scope
 from .protocol import BACKEND_PREFIX
 from .schemas import utc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=BACKEND_PREFIX, tags=["backend"])
+
+class _BearerRoute(APIRoute):
+    """A backend route: its OpenAPI operation names the bearer scheme, which the routes
+    check through :func:`read_scope` / :func:`write_scope` rather than a dependency."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        extra = kwargs.get("openapi_extra") or {}
+        kwargs["openapi_extra"] = {"security": [{"bearer": []}], **extra}
+        super().__init__(path, endpoint, **kwargs)
+
+
+router = APIRouter(prefix=BACKEND_PREFIX, tags=["backend"], route_class=_BearerRoute)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -150,7 +162,8 @@ def ok(data: Any) -> JSONResponse:
 @router.get(
     "/info", response_model=BackendInfoOut, summary="The served backend", responses=errors()
 )
-def info(request: Request, scope: ReadScope) -> Any:
+def info(request: Request) -> Any:
+    scope = read_scope(request)
     instance = scope.instance
     backend = instance.backend
     caps = backend.capabilities
@@ -174,7 +187,8 @@ def info(request: Request, scope: ReadScope) -> Any:
 @router.post(
     "/schema_status", response_model=SchemaStatusOut, summary="schema_status()", responses=errors()
 )
-def schema_status(scope: ReadScope) -> Any:
+def schema_status(request: Request) -> Any:
+    scope = read_scope(request)
     return ok({"status": scope.backend.schema_status()})
 
 
@@ -187,7 +201,8 @@ def schema_status(scope: ReadScope) -> Any:
     response_model=AssetMaybeOut,
     responses=errors(403, 409, 413),
 )
-def register_asset(body: RegisterRawIn, scope: WriteScope) -> Any:
+def register_asset(body: RegisterRawIn, request: Request) -> Any:
+    scope = write_scope(request)
     instance = scope.instance
     name = validate_name(body.name)
     uri = normalize_uri(body.uri)
@@ -212,14 +227,16 @@ def register_asset(body: RegisterRawIn, scope: WriteScope) -> Any:
 @router.post(
     "/deactivate_asset", summary="deactivate_asset()", response_model=FlagOut, responses=errors(403)
 )
-def deactivate_asset(body: NameIn, scope: WriteScope) -> Any:
+def deactivate_asset(body: NameIn, request: Request) -> Any:
+    scope = write_scope(request)
     if not scope.readable(body.name):
         return ok({"result": False})
     return ok({"result": scope.backend.deactivate_asset(body.name)})
 
 
 @router.post("/get_asset", summary="get_asset()", response_model=AssetMaybeOut, responses=errors())
-def get_asset(body: NameIn, scope: ReadScope) -> Any:
+def get_asset(body: NameIn, request: Request) -> Any:
+    scope = read_scope(request)
     record = scope.backend.get_asset(body.name)
     return ok({"asset": record.to_dict() if scope.visible(record) and record else None})
 
@@ -230,13 +247,15 @@ def get_asset(body: NameIn, scope: ReadScope) -> Any:
     response_model=AssetMaybeOut,
     responses=errors(),
 )
-def get_asset_by_uri(body: UriIn, scope: ReadScope) -> Any:
+def get_asset_by_uri(body: UriIn, request: Request) -> Any:
+    scope = read_scope(request)
     record = scope.backend.get_asset_by_uri(body.uri)
     return ok({"asset": record.to_dict() if scope.visible(record) and record else None})
 
 
 @router.post("/list_assets", summary="list_assets()", response_model=AssetsOut, responses=errors())
-def list_assets(body: ListAssetsIn, scope: ReadScope) -> Any:
+def list_assets(body: ListAssetsIn, request: Request) -> Any:
+    scope = read_scope(request)
     records = scope.backend.list_assets(active=body.active)
     return ok({"assets": [r.to_dict() for r in records if scope.visible(r)]})
 
@@ -245,7 +264,8 @@ def list_assets(body: ListAssetsIn, scope: ReadScope) -> Any:
 
 
 @router.post("/store_get", summary="store_get()", response_model=EntryMaybeOut, responses=errors())
-def store_get(body: KeyIn, scope: ReadScope) -> Any:
+def store_get(body: KeyIn, request: Request) -> Any:
+    scope = read_scope(request)
     key, partition = validate_key(body.key), _partition(body.partition)
     if not scope.readable(body.asset):
         return ok({"entry": None})
@@ -258,7 +278,8 @@ def store_get(body: KeyIn, scope: ReadScope) -> Any:
     response_model=VersionOut,
     responses=errors(403, 404, 409, 413),
 )
-def store_set(body: StoreSetRawIn, scope: WriteScope) -> Any:
+def store_set(body: StoreSetRawIn, request: Request) -> Any:
+    scope = write_scope(request)
     instance = scope.instance
     key, partition = validate_key(body.key), _partition(body.partition)
     value_json = _value(body.value_json, instance.max_value_bytes)
@@ -275,7 +296,8 @@ def store_set(body: StoreSetRawIn, scope: WriteScope) -> Any:
     response_model=FlagOut,
     responses=errors(403, 404, 409),
 )
-def store_delete(body: StoreDeleteRawIn, scope: WriteScope) -> Any:
+def store_delete(body: StoreDeleteRawIn, request: Request) -> Any:
+    scope = write_scope(request)
     key, partition = validate_key(body.key), _partition(body.partition)
     scope.check_writable(body.asset)
     deleted = scope.backend.store_delete(
@@ -290,7 +312,8 @@ def store_delete(body: StoreDeleteRawIn, scope: WriteScope) -> Any:
     response_model=CountOut,
     responses=errors(403, 404, 409),
 )
-def store_clear(body: StoreClearIn, scope: WriteScope) -> Any:
+def store_clear(body: StoreClearIn, request: Request) -> Any:
+    scope = write_scope(request)
     partition = _partition(body.partition)
     scope.check_writable(body.asset)
     count = scope.backend.store_clear(body.asset, partition, all_partitions=body.all_partitions)
@@ -300,7 +323,8 @@ def store_clear(body: StoreClearIn, scope: WriteScope) -> Any:
 @router.post(
     "/store_entries", summary="store_entries()", response_model=EntriesRawOut, responses=errors()
 )
-def store_entries(body: NamespaceIn, scope: ReadScope) -> Any:
+def store_entries(body: NamespaceIn, request: Request) -> Any:
+    scope = read_scope(request)
     partition = _partition(body.partition)
     if not scope.readable(body.asset):
         return ok({"entries": []})
@@ -310,7 +334,8 @@ def store_entries(body: NamespaceIn, scope: ReadScope) -> Any:
 
 
 @router.post("/store_keys", summary="store_keys()", response_model=NamesOut, responses=errors())
-def store_keys(body: NamespaceIn, scope: ReadScope) -> Any:
+def store_keys(body: NamespaceIn, request: Request) -> Any:
+    scope = read_scope(request)
     partition = _partition(body.partition)
     if not scope.readable(body.asset):
         return ok({"names": []})
@@ -320,7 +345,8 @@ def store_keys(body: NamespaceIn, scope: ReadScope) -> Any:
 @router.post(
     "/store_partitions", summary="store_partitions()", response_model=NamesOut, responses=errors()
 )
-def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
+def store_partitions(body: AssetIn, request: Request) -> Any:
+    scope = read_scope(request)
     if not scope.readable(body.asset):
         return ok({"names": []})
     return ok({"names": scope.backend.store_partitions(body.asset)})
@@ -335,7 +361,8 @@ def store_partitions(body: AssetIn, scope: ReadScope) -> Any:
     response_model=EventsOut,
     responses=errors(403, 404, 409, 413),
 )
-def append_events(body: AppendIn, scope: WriteScope) -> Any:
+def append_events(body: AppendIn, request: Request) -> Any:
+    scope = write_scope(request)
     instance = scope.instance
     events = [_new_event(ev, instance.max_value_bytes) for ev in body.events]
     _check_all_writable(scope, [ev.asset for ev in events], [ev.aliases for ev in events])
@@ -347,7 +374,8 @@ def append_events(body: AppendIn, scope: WriteScope) -> Any:
 @router.post(
     "/query_events", summary="query_events()", response_model=EventsOut, responses=errors()
 )
-def query_events(body: QueryIn, scope: ReadScope) -> Any:
+def query_events(body: QueryIn, request: Request) -> Any:
+    scope = read_scope(request)
     if not scope.readable(body.asset):
         return ok({"events": []})
     query = EventQuery(
@@ -367,7 +395,8 @@ def query_events(body: QueryIn, scope: ReadScope) -> Any:
 @router.post(
     "/latest_events", summary="latest_events()", response_model=LatestEventsOut, responses=errors()
 )
-def latest_events(body: LatestIn, scope: ReadScope) -> Any:
+def latest_events(body: LatestIn, request: Request) -> Any:
+    scope = read_scope(request)
     names = body.assets
     if not scope.principal.unscoped:
         if names is None:
@@ -384,7 +413,8 @@ def latest_events(body: LatestIn, scope: ReadScope) -> Any:
     response_model=LatestEventsOut,
     responses=errors(),
 )
-def latest_partition_events(body: AssetIn, scope: ReadScope) -> Any:
+def latest_partition_events(body: AssetIn, request: Request) -> Any:
+    scope = read_scope(request)
     if not scope.readable(body.asset):
         return ok({"events": {}})
     latest = scope.backend.latest_partition_events(body.asset)
@@ -394,7 +424,8 @@ def latest_partition_events(body: AssetIn, scope: ReadScope) -> Any:
 @router.post(
     "/alias_targets", summary="alias_targets()", response_model=AliasTargetsOut, responses=errors()
 )
-def alias_targets(body: AliasIn, scope: ReadScope) -> Any:
+def alias_targets(body: AliasIn, request: Request) -> Any:
+    scope = read_scope(request)
     targets = scope.backend.alias_targets(body.alias)
     return ok({"assets": [t for t in targets if scope.readable(t)]})
 
@@ -405,7 +436,8 @@ def alias_targets(body: AliasIn, scope: ReadScope) -> Any:
     response_model=CountOut,
     responses=errors(403, 404, 413, 501),
 )
-def import_events(body: ImportIn, scope: WriteScope) -> Any:
+def import_events(body: ImportIn, request: Request) -> Any:
+    scope = write_scope(request)
     instance = scope.instance
     events = [
         AssetEvent(
@@ -431,9 +463,10 @@ def import_events(body: ImportIn, scope: WriteScope) -> Any:
     response_model=AssetMaybeOut,
     responses=errors(403, 409, 413, 501),
 )
-def import_asset(body: ImportAssetIn, scope: WriteScope) -> Any:
+def import_asset(body: ImportAssetIn, request: Request) -> Any:
     """Register the asset as it is (active flag, timestamps, contract kept), for copying;
     a scoped token imports only into its groups, as it registers."""
+    scope = write_scope(request)
     instance = scope.instance
     name = validate_name(body.name)
     uri = normalize_uri(body.uri)
@@ -460,9 +493,10 @@ def import_asset(body: ImportAssetIn, scope: WriteScope) -> Any:
     response_model=CountOut,
     responses=errors(403, 404, 413, 501),
 )
-def import_store(body: ImportStoreIn, scope: WriteScope) -> Any:
+def import_store(body: ImportStoreIn, request: Request) -> Any:
     """Write store entries as they are (versions, update times kept), for copying; also into
     an inactive asset, as :meth:`StateBackend.import_store` does."""
+    scope = write_scope(request)
     instance = scope.instance
     entries = [
         StoreEntry(
@@ -481,7 +515,8 @@ def import_store(body: ImportStoreIn, scope: WriteScope) -> Any:
 @router.post(
     "/delete_events", summary="delete_events()", response_model=CountOut, responses=errors(403, 501)
 )
-def delete_events(body: DeleteEventsIn, scope: WriteScope) -> Any:
+def delete_events(body: DeleteEventsIn, request: Request) -> Any:
+    scope = write_scope(request)
     if not scope.readable(body.asset):
         return ok({"count": 0})
     return ok({"count": scope.backend.delete_events(body.asset, body.ids)})
@@ -491,7 +526,8 @@ def delete_events(body: DeleteEventsIn, scope: WriteScope) -> Any:
 
 
 @router.post("/get_cursors", summary="get_cursors()", response_model=CursorsOut, responses=errors())
-def get_cursors(body: ConsumerIn, scope: ReadScope) -> Any:
+def get_cursors(body: ConsumerIn, request: Request) -> Any:
+    scope = read_scope(request)
     cursors = scope.backend.get_cursors(body.consumer)
     if not scope.principal.unscoped:
         cursors = {name: i for name, i in cursors.items() if scope.readable(name)}
@@ -501,7 +537,8 @@ def get_cursors(body: ConsumerIn, scope: ReadScope) -> Any:
 @router.post(
     "/set_cursors", summary="set_cursors()", response_model=CountOut, responses=errors(403, 404)
 )
-def set_cursors(body: SetCursorsIn, scope: WriteScope) -> Any:
+def set_cursors(body: SetCursorsIn, request: Request) -> Any:
+    scope = write_scope(request)
     _check_all_writable(scope, list(body.cursors))
     scope.backend.set_cursors(body.consumer, body.cursors)
     return ok({"count": len(body.cursors)})
@@ -510,7 +547,8 @@ def set_cursors(body: SetCursorsIn, scope: WriteScope) -> Any:
 @router.post(
     "/list_consumers", summary="list_consumers()", response_model=NamesOut, responses=errors()
 )
-def list_consumers(scope: ReadScope) -> Any:
+def list_consumers(request: Request) -> Any:
+    scope = read_scope(request)
     names = scope.backend.list_consumers()
     if not scope.principal.unscoped:
         # a scoped token sees a consumer only through its cursors on readable assets
@@ -526,7 +564,8 @@ def list_consumers(scope: ReadScope) -> Any:
 
 
 @router.post("/sweep", summary="sweep()", response_model=CountOut, responses=errors(403))
-def sweep(body: SweepIn, scope: WriteScope) -> Any:
+def sweep(body: SweepIn, request: Request) -> Any:
+    scope = write_scope(request)
     scope.check_unscoped("sweeping the store of inactive assets")
     return ok({"count": scope.backend.sweep(batch_size=body.batch_size)})
 
@@ -534,7 +573,8 @@ def sweep(body: SweepIn, scope: WriteScope) -> Any:
 @router.post(
     "/apply", summary="apply()", response_model=AppliedOut, responses=errors(403, 404, 409, 413)
 )
-def apply(body: ApplyIn, scope: WriteScope) -> Any:
+def apply(body: ApplyIn, request: Request) -> Any:
+    scope = write_scope(request)
     instance = scope.instance
     limit = instance.max_value_bytes
     writes = [

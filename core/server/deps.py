@@ -35,7 +35,9 @@ __all__ = [
     "by_query",
     "get_instance",
     "get_principal",
+    "read_scope",
     "require_write",
+    "write_scope",
 ]
 
 #: The web view keeps the token in this cookie (HttpOnly, SameSite=Strict).
@@ -192,13 +194,26 @@ class Scope:
 # work it does here. ``bearer`` stays a dependency: it declares the security scheme.
 
 
+def read_scope(request: Request) -> Scope:
+    """The caller's view of the served instance (any valid token): a plain call, for the
+    backend routes, which take the request instead of a dependency (resolving one costs
+    FastAPI about 60 µs of CPU per request, a fifth of such a route's)."""
+    instance: Instance = request.app.state.instance
+    return Scope(instance.backend, _caller(request), instance)
+
+
+def write_scope(request: Request) -> Scope:
+    """:func:`read_scope`, when the caller's token may write (403 if not)."""
+    instance: Instance = request.app.state.instance
+    return Scope(instance.backend, _writer(_caller(request)), instance)
+
+
 async def get_scope(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Scope:
     """The caller's view of the served instance (any valid token)."""
-    instance: Instance = request.app.state.instance
-    return Scope(instance.backend, _caller(request), instance)
+    return read_scope(request)
 
 
 async def get_write_scope(
@@ -206,8 +221,7 @@ async def get_write_scope(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Scope:
     """The caller's view of the served instance, when its token may write (403 if not)."""
-    instance: Instance = request.app.state.instance
-    return Scope(instance.backend, _writer(_caller(request)), instance)
+    return write_scope(request)
 
 
 ReadScope = Annotated[Scope, Depends(get_scope)]

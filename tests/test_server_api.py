@@ -988,6 +988,18 @@ def test_openapi_documents_bearer_auth_and_error_bodies(client: TestClient) -> N
         assert schema["$ref"].endswith("/ErrorOut")
 
 
+def test_openapi_names_the_bearer_scheme_on_every_backend_operation(client: TestClient) -> None:
+    """The backend routes check the token through read_scope/write_scope, not a dependency;
+    their operations still declare the scheme, as the dependency-based routes do."""
+    doc = client.get("/api/v1/openapi.json").json()
+    backend = {p: ops for p, ops in doc["paths"].items() if p.startswith("/api/v1/backend/")}
+    assert len(backend) > 20
+    for path, operations in backend.items():
+        for method, operation in operations.items():
+            assert operation.get("security") == [{"bearer": []}], (method, path)
+    assert doc["paths"]["/api/v1/store-entry/{name}"]["put"]["security"] == [{"bearer": []}]
+
+
 # == configuration ===============================================================================
 
 

@@ -19,11 +19,12 @@ For each database, in one run on one scratch database:
   done on the rows (JSON decoded, aware datetimes built). Targets: >= 0.7x, and less than
   2x growth from the smallest log to the largest.
 
-Every figure is the median of interleaved blocks: assetry and the baseline alternate block
-by block (their order flipping every round, and the sizes interleaved too), so a busy
-machine slows both alike and a burst of load spoils a block, not the figure. The store and
-append ratios are the median of each round's paired ratio (its two blocks ran back to back),
-printed with their interquartile spread; the commit-bound sets run more rounds. Usage::
+The baseline runs on the backend's own driver connection (see :class:`RawDriver`), and the
+two sides alternate call by call, which goes first flipping every round (the sizes
+interleaved too), so a busy machine slows both alike. The store and append ratios are the
+median of the rounds' ratios, printed with their interquartile spread; the commit-bound sets
+run more rounds. On SQLite those rows are timed in CPU time (:data:`CPU_CLOCK`); each query
+figure is the median call of each round, then the median round. Usage::
 
     python benchmarks/bench_sql.py [--quick] [--sizes 10000 1000000]
         [--databases sqlite postgresql mariadb] [--pg-url URL] [--mysql-url URL]

@@ -213,8 +213,9 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def server(kind: str, url: str, *, workers: int = 1) -> Iterator[str]:
     """Start a server process (``assetry``: the ``assetry serve`` command when ``workers``
-    is 1; ``bare``: the baseline; ``fastapi``: the reference) on a free loopback port; yield its base URL; stop it and
-    every worker process it started (its own process group), even on failure."""
+    is 1; ``bare``: the baseline; ``fastapi``: the reference) on a free loopback port;
+    yield its base URL; stop it and every worker process it started (its own process
+    group), even on failure."""
     port = _free_port()
     env = {**os.environ, _URL_ENV: url, "PYTHONPATH": str(HERE)}
     if kind == "assetry" and workers == 1:

@@ -80,12 +80,12 @@ VALUE = {"watermark": "2024-06-01T00:00:00Z", "rows": 1234, "files": ["a.parquet
 class Plan:
     """How much to measure."""
 
-    blocks: int  # alternating blocks per side
+    blocks: int  # rounds for the gets, each side's calls alternating
     write_blocks: int  # for the store's sets, bound by the commit's flush: more rounds
-    get_ops: int  # operations per block, for fast and slow statements
+    get_ops: int  # calls of each side per round, for fast and slow statements
     write_ops: int
     append_batch: int
-    append_ops: int  # batches per block: one batch alone is at the mercy of a load burst
+    append_ops: int  # batches per round: one batch alone is at the mercy of a load burst
     append_blocks: int
     query_reps: int
     sizes: list[int]
@@ -139,9 +139,9 @@ CPU_CLOCK = time.thread_time
 
 @dataclass(frozen=True)
 class Paired:
-    """Alternating blocks of ours and the baseline: the median rate of each, and the
-    verdict's ratio, the median of the rounds' paired ratios (each round's two blocks ran
-    back to back, under the same load), with its interquartile spread."""
+    """Rounds of ours and the baseline alternating call by call: the median rate of each,
+    and the verdict's ratio, the median of the rounds' ratios (each round's two sides ran
+    interleaved, under the same load), with its interquartile spread."""
 
     ours: float
     base: float
@@ -211,6 +211,13 @@ class RawDriver:
         self.sql = backend._ready()
         self.conn: Any = backend._db.run(lambda held: held.raw)
         self.database = backend._db.engine.url.database or ""
+        self._opened: list[Any] = []  # connections of our own, closed by close()
+
+    def close(self) -> None:
+        """Close the connections this driver opened (not the backend's)."""
+        for conn in self._opened:
+            conn.close()
+        self._opened.clear()
 
     def plain_table(self) -> tuple[Any, str, str]:
         """Create the 3-column key/value table a user would write; the connection it is on,
@@ -228,6 +235,7 @@ class RawDriver:
             import sqlite3
 
             conn = sqlite3.connect(f"{self.database}.plain", isolation_level=None)
+            self._opened.append(conn)
             for pragma in ("busy_timeout = 30000", "journal_mode = WAL", "synchronous = NORMAL"):
                 conn.execute(f"PRAGMA {pragma}")
         mark = "?" if self.family == "sqlite" else "%s"
@@ -307,8 +315,11 @@ def bench_database(database: str, args: argparse.Namespace, plan: Plan) -> list[
         if database == "sqlite":
             print("   (store and append rows in CPU time: see CPU_CLOCK)", flush=True)
         _row("", "assetry", f"raw {raw.conn.__class__.__module__.split('.')[0]}", "ratio")
-        missed += bench_store(backend, instance, raw, plan)
-        missed += bench_appends(backend, raw, plan)
+        try:
+            missed += bench_store(backend, instance, raw, plan)
+            missed += bench_appends(backend, raw, plan)
+        finally:
+            raw.close()
         missed += bench_queries(database, args, plan)
     return missed
 
@@ -437,9 +448,9 @@ def _queries(backend: SQLBackend, raw: RawDriver, name: str, size: int) -> _Log:
 
 
 def bench_queries(database: str, args: argparse.Namespace, plan: Plan) -> list[str]:
-    """Both queries on one scratch database per size, measured in interleaved blocks (every
-    size, assetry and raw, block after block), so the growth from the smallest log to the
-    largest compares figures taken under the same load on the machine."""
+    """Both queries on one scratch database per size, measured in rounds that take every
+    size in turn, assetry's and the raw call alternating within each, so the growth from the
+    smallest log to the largest compares figures taken under the same load on the machine."""
     names = [f"stream_{i:02d}" for i in range(ASSETS)]
     logs: list[_Log] = []
     with contextlib.ExitStack() as stack:
